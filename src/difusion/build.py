@@ -1,0 +1,54 @@
+"""From a config to the objects of a run: the dataset, the network and the path."""
+
+from __future__ import annotations
+
+import torch
+
+from difusion.config import Config
+from difusion.data import Dataset, load_dataset
+from difusion.diffusion import DDPMPath
+from difusion.errors import ConfigError
+from difusion.nn import MLPDenoiser, UNet
+
+
+def build_dataset(cfg: Config, split: str | None = None) -> Dataset:
+    d = cfg.data
+    return load_dataset(
+        d.name,
+        split=split or d.split,
+        root=d.root,
+        image_size=d.image_size,
+        channels=d.channels,
+        distribution=d.distribution,
+        n=d.n,
+        seed=cfg.train.seed,
+    )
+
+
+def build_network(cfg: Config, shape: tuple[int, ...], num_classes: int | None) -> torch.nn.Module:
+    """The denoising network for data of ``shape`` (C, H, W) or (D,), from ``cfg.model``."""
+    m = cfg.model
+    classes = num_classes if m.class_conditional else None
+    if m.class_conditional and not num_classes:
+        raise ConfigError(f"model.class_conditional needs labels, and {cfg.data.name} has none")
+    if len(shape) == 1:
+        if m.kind != "mlp":
+            raise ConfigError(f"{cfg.data.name} holds points of shape {shape}; set model.kind=mlp")
+        return MLPDenoiser(dim=shape[0], hidden=m.hidden, depth=m.depth, num_classes=classes)
+    if m.kind != "unet":
+        raise ConfigError(f"{cfg.data.name} holds images of shape {shape}; set model.kind=unet")
+    return UNet(
+        in_channels=shape[0],
+        base_channels=m.base_channels,
+        channel_mult=tuple(m.channel_mult),
+        num_res_blocks=m.num_res_blocks,
+        attention_levels=tuple(m.attention_levels),
+        num_heads=m.num_heads,
+        dropout=m.dropout,
+        num_classes=classes,
+        use_scale_shift_norm=m.use_scale_shift_norm,
+    )
+
+
+def build_path(cfg: Config) -> DDPMPath:
+    return DDPMPath.from_schedule(cfg.diffusion.schedule, cfg.diffusion.T)

@@ -1,0 +1,257 @@
+"""The command line: `difusion train`, `difusion sample`, `difusion datasets`.
+
+Time runs forward from data (t = 0) to noise (t = T); sampling walks it backwards from T to 0.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from difusion.errors import DifusionError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="difusion: train and sample generative models on a laptop CPU.\n\n"
+    "Time convention: t = 0 is data, t = T is noise; samplers run from T down to 0.",
+)
+datasets_app = typer.Typer(no_args_is_help=False, help="List datasets, or download one.")
+app.add_typer(datasets_app, name="datasets")
+
+
+def _presets_help() -> str:
+    from difusion.config import preset_names
+
+    return ", ".join(preset_names())
+
+
+@app.command(
+    short_help="Train a DDPM into a run folder (preset or config + key=value overrides).",
+    epilog="Examples:\n\n"
+    "  difusion train fashion-mnist --minutes 10\n\n"
+    "  difusion train digits train.steps=500 model.base_channels=16\n\n"
+    "  difusion train my_config.yaml --out runs/mine\n\n"
+    "  difusion train --resume runs/fashion-mnist-20261122-0930\n\n"
+    "  torchrun --nproc_per_node 2 -m difusion.cli train digits --out runs/ddp",
+)
+def train(
+    preset: Annotated[
+        str | None,
+        typer.Argument(
+            help="A preset (toy2d, digits, fashion-mnist, mnist) or a YAML config file."
+        ),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Config overrides as section.key=value, e.g. train.lr=1e-3 model.channel_mult=[1,2].",
+            show_default=False,
+        ),
+    ] = None,
+    minutes: Annotated[
+        float | None,
+        typer.Option(
+            help="Train for this wall-clock time; the learning-rate schedule ends on time."
+        ),
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Train for this many optimizer steps.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder (default: runs/NAME-DATE-TIME).")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue the run in this folder from its last checkpoint.")
+    ] = None,
+    samples: Annotated[
+        bool, typer.Option(help="Draw the final samples, trajectory GIF and grid at the end.")
+    ] = True,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Train a diffusion model (DDPM, Ho et al. 2020, Algorithm 1) into a run folder.
+
+    The folder gets config.yaml, metrics.jsonl, checkpoint.safetensors (written atomically, so
+    Ctrl-C or a kill loses at most a few minutes: resume with --resume), preview grids, loss.png,
+    and at the end samples.png (or samples_scatter.png), trajectory.gif and samples.npz.
+    """
+    from difusion.config import load_config
+    from difusion.training.loop import load_run_config
+    from difusion.training.loop import train as run_training
+
+    extra = list(overrides or [])
+    if minutes is not None:
+        extra += [f"train.minutes={minutes}"] + ([] if steps else ["train.steps=null"])
+    if steps is not None:
+        extra += [f"train.steps={steps}"] + ([] if minutes else ["train.minutes=null"])
+    if resume is not None:
+        if preset is not None and "=" in preset:
+            extra.insert(0, preset)
+        elif preset is not None:
+            raise DifusionError(
+                "--resume takes its config from the run folder; drop the preset "
+                f"{preset!r} (key=value overrides are allowed)"
+            )
+        cfg = None
+        if extra:
+            from difusion.config import _apply, parse_override, validate
+
+            cfg = load_run_config(resume)
+            for text in extra:
+                _apply(cfg, parse_override(text))
+            validate(cfg)
+        result = run_training(cfg, resume, resume=True, progress=not quiet, final_samples=samples)
+    else:
+        if preset is None:
+            raise DifusionError(
+                f"name a preset ({_presets_help()}) or a config file, e.g. `difusion train digits`"
+            )
+        if "=" in preset:
+            raise DifusionError(
+                f"name a preset ({_presets_help()}) or a config file before the "
+                f"overrides, e.g. `difusion train digits {preset}`"
+            )
+        cfg = load_config(preset, extra)
+        if out is None:
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise DifusionError(
+                    "under torchrun give --out DIR so every process writes the same run"
+                )
+            out = Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        result = run_training(cfg, out, progress=not quiet, final_samples=samples)
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(
+            f"\ndone: {result.step} steps in {result.seconds / 60:.1f} min "
+            f"({result.images_per_second:.0f} images/s). Run folder: {result.run_dir}"
+        )
+        for name, p in result.outputs.items():
+            typer.echo(f"  {name:10s} {p}")
+
+
+@app.command(short_help="Sample a trained run: grid, trajectory GIF and .npz.")
+def sample(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder made by `difusion train`.")],
+    n: Annotated[
+        int | None,
+        typer.Option("--n", "-n", help="How many samples (default: the run's sample.n)."),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Base seed: sample i uses seed + i, whatever the batch size.")
+    ] = 0,
+    steps: Annotated[
+        int | None,
+        typer.Option(help="Sampling steps, respaced evenly from T to 0 (default: all T)."),
+    ] = None,
+    variance: Annotated[
+        str | None,
+        typer.Option(
+            help="sigma_t^2 of the reverse step: beta or beta_tilde (default: the run's)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default: RUN_DIR/samples-seedS-nN).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Draw samples from a trained run with DDPM ancestral sampling (Ho et al. 2020, Algorithm 2).
+
+    Everything training fixed (the network, the schedule, the parameterization) is read from the
+    run folder. Writes samples.png (or samples_scatter.png for 2-D data), trajectory.gif and
+    samples.npz (`images` (N, C, H, W) float32 in [-1, 1], or `points`, plus `labels` and `seeds`).
+    """
+    import torch
+
+    from difusion.build import build_dataset
+    from difusion.config import validate
+    from difusion.runs import load_run
+    from difusion.training.loop import _device, sample_run
+    from difusion.training.precision import autocast_dtype
+
+    device = _device()
+    run = load_run(run_dir, device)
+    cfg = run.config
+    if variance is not None:
+        cfg.diffusion.variance = variance
+        validate(cfg)
+    n = n or cfg.sample.n
+    if n <= 0 or (steps is not None and steps <= 0):
+        raise DifusionError("--n and --steps must be positive")
+    suffix = "" if steps is None else f"-steps{steps}"
+    out = out or run_dir / f"samples-seed{seed}-n{n}{suffix}"
+
+    class _Shape:  # what sample_run reads from a dataset, without loading the images
+        shape, num_classes, kind = (
+            run.shape,
+            run.num_classes,
+            "points" if len(run.shape) == 1 else "image",
+        )
+        data = torch.zeros(0)
+
+    dataset = build_dataset(cfg) if len(run.shape) == 1 else _Shape()
+    t0 = time.perf_counter()
+    written = sample_run(
+        cfg,
+        run.network,
+        run.path,
+        dataset,
+        out,
+        autocast_dtype(cfg.train.precision, device),
+        device,
+        progress=not quiet,
+        n=n,
+        seed=seed,
+        steps=steps,
+    )
+    typer.echo(
+        f"{n} samples from step {run.step} of {run_dir} in {time.perf_counter() - t0:.1f} s:"
+    )
+    for name, p in written.items():
+        typer.echo(f"  {name:8s} {p}")
+
+
+@datasets_app.callback(invoke_without_command=True)
+def datasets(ctx: typer.Context) -> None:
+    """What datasets there are, whether they are on this machine, and where."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from difusion.data import describe_datasets
+
+    for d in describe_datasets():
+        state = "ready" if d["available"] else "missing"
+        where = d["location"] or ""
+        typer.echo(f"{d['name']:14s} {d['kind']:6s} {state:8s} {d['description']}")
+        if where:
+            typer.echo(f"{'':14s} at {where}")
+        if not d["available"]:
+            typer.echo(f"{'':14s} get it: {d['how_to_get']}")
+
+
+@datasets_app.command("download")
+def datasets_download(
+    name: Annotated[str, typer.Argument(help="mnist, fashion-mnist or cifar10")],
+) -> None:
+    """Download a dataset's official files into the cache, checking their MD5 sums."""
+    from difusion.data import download_files
+
+    typer.echo(f"{name}: files in {download_files(name)}")
+
+
+def main() -> None:
+    """Entry point: user mistakes become one line on stderr and exit code 2, never a traceback."""
+    try:
+        app()
+    except DifusionError as e:
+        print(f"difusion: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("difusion: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""Reading a finished (or interrupted) run folder back: its config and its EMA network."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from difusion.build import build_network, build_path
+from difusion.config import Config
+from difusion.diffusion import DDPMPath
+from difusion.training.checkpoint import load_checkpoint, load_module
+from difusion.training.loop import CHECKPOINT, load_run_config
+
+
+@dataclass
+class TrainedRun:
+    run_dir: Path
+    config: Config
+    network: torch.nn.Module  # the EMA weights, in eval mode
+    path: DDPMPath
+    shape: tuple[int, ...]
+    num_classes: int | None
+    step: int
+
+
+def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> TrainedRun:
+    """Load ``run_dir``'s config and the EMA weights of its checkpoint: all that sampling needs."""
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    groups, info = load_checkpoint(run_dir / CHECKPOINT, prefixes=("ema",))
+    meta = info["meta"]
+    shape = tuple(meta["shape"])
+    network = build_network(cfg, shape, meta.get("num_classes"))
+    load_module(network, groups["ema"], run_dir / CHECKPOINT)
+    network.to(device).eval()
+    return TrainedRun(
+        run_dir, cfg, network, build_path(cfg), shape, meta.get("num_classes"), int(meta["step"])
+    )

@@ -1,0 +1,1 @@
+"""Training: one loop for every objective, with EMA, checkpoints, resume and DDP."""

@@ -1,0 +1,427 @@
+"""One training loop for every objective: AdamW, warm-up, clipping, EMA, bf16, checkpoints, resume, DDP.
+
+A run is a folder: config.yaml, metrics.jsonl, checkpoint.safetensors, previews/, and at the end
+loss.png and the samples (grid or scatter, trajectory.gif, samples.npz). ``train(cfg, run_dir)``
+starts a run; ``train(None, run_dir, resume=True)`` continues a killed one from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from difusion.build import build_dataset, build_network, build_path
+from difusion.config import Config, config_from_dict, load_yaml, save_config
+from difusion.diffusion.losses import simple_loss
+from difusion.errors import ConfigError, TrainingError
+from difusion.generate import draw_samples, write_samples
+from difusion.nn import num_parameters
+from difusion.training import distributed
+from difusion.training.checkpoint import (
+    load_checkpoint,
+    load_module,
+    restore_optimizer,
+    save_checkpoint,
+)
+from difusion.training.ema import EMA
+from difusion.training.precision import autocast_dtype
+from difusion.training.schedule import lr_factor
+from difusion.viz import plot_loss, save_grid
+
+CHECKPOINT = "checkpoint.safetensors"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    step: int
+    seconds: float
+    images_per_second: float
+    final_loss: float | None
+    outputs: dict
+
+
+def _device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+class _StopSignal:
+    """Turns SIGINT/SIGTERM into a flag, so the loop saves a checkpoint and exits cleanly."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not in the main thread: no handler
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def load_run_config(run_dir: Path) -> Config:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"{run_dir} is not a run folder (no config.yaml); give a folder made by "
+            "`difusion train`"
+        )
+    return config_from_dict(load_yaml(path))
+
+
+def train(
+    cfg: Config | None,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    final_samples: bool = True,
+) -> RunResult:
+    """Train the diffusion model of ``cfg`` into ``run_dir`` (Ho et al. 2020, Algorithm 1).
+
+    With ``resume=True`` the config and all state come from ``run_dir``'s checkpoint; ``cfg``, if
+    given, replaces the stored config (for example to extend ``train.minutes``).
+    """
+    run_dir = Path(run_dir)
+    d = distributed.setup()
+    device = _device()
+    try:
+        if resume:
+            stored = load_run_config(run_dir)
+            cfg = cfg or stored
+        if cfg is None:
+            raise ConfigError("train() needs a config, or resume=True with a run folder")
+        if cfg.train.steps is None and cfg.train.minutes is None:
+            raise ConfigError(
+                "set train.steps or train.minutes (e.g. --minutes 10) so the run can end"
+            )
+        threads = cfg.train.threads or max(1, (os.cpu_count() or 1) // max(1, d.world_size))
+        if device.type == "cpu":
+            torch.set_num_threads(threads)
+        return _train(cfg, run_dir, d, device, resume, progress and d.is_main, final_samples)
+    finally:
+        distributed.teardown(d)
+
+
+def _train(
+    cfg: Config, run_dir: Path, d, device, resume: bool, progress: bool, final_samples: bool
+) -> RunResult:
+    tc = cfg.train
+    torch.manual_seed(tc.seed)
+    dataset = build_dataset(cfg)
+    data = dataset.data.to(device)
+    labels = dataset.labels.to(device) if dataset.labels is not None else None
+    use_labels = cfg.model.class_conditional and labels is not None
+    network = build_network(cfg, dataset.shape, dataset.num_classes).to(device)
+    path = build_path(cfg)
+    ema = EMA(network, tc.ema_decay)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    amp = autocast_dtype(tc.precision, device)
+    # Separate random streams: which examples are drawn, and the t / eps of the loss.
+    data_gen = torch.Generator().manual_seed(tc.seed * 1000 + d.rank)
+    loss_gen = torch.Generator().manual_seed(tc.seed * 1000 + 500 + d.rank)
+    step, elapsed = 0, 0.0
+    ckpt_path = run_dir / CHECKPOINT
+    metrics_path = run_dir / "metrics.jsonl"
+
+    if resume and ckpt_path.exists():
+        groups, info = load_checkpoint(ckpt_path)
+        load_module(network, groups["model"], ckpt_path)
+        load_module(ema.model, groups["ema"], ckpt_path)
+        restore_optimizer(optimizer, groups.get("optim", {}), info)
+        meta = info["meta"]
+        step, elapsed = int(meta["step"]), float(meta["elapsed"])
+        rng = groups.get("rng", {})
+        if d.rank == 0 and "data" in rng:  # other ranks re-derive theirs from the step
+            data_gen.set_state(rng["data"])
+            loss_gen.set_state(rng["loss"])
+        else:
+            data_gen.manual_seed(tc.seed * 1000 + d.rank + 7919 * step)
+            loss_gen.manual_seed(tc.seed * 1000 + 500 + d.rank + 7919 * step)
+    elif d.is_main:
+        if ckpt_path.exists():
+            raise ConfigError(
+                f"{run_dir} already holds a run; resume it with --resume or pick --out"
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        metrics_path.write_text("")
+    if d.is_main:
+        save_config(cfg, run_dir / "config.yaml")
+
+    model = network
+    if d.enabled:
+        model = DistributedDataParallel(
+            network, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    def progress_of(step: int, elapsed: float) -> float:
+        p = 0.0
+        if tc.steps is not None:
+            p = max(p, step / tc.steps)
+        if tc.minutes is not None:
+            p = max(p, elapsed / (60.0 * tc.minutes))
+        return p
+
+    def checkpoint() -> None:
+        if not d.is_main:
+            return
+        save_checkpoint(
+            ckpt_path,
+            model=network,
+            ema=ema.model,
+            optimizer=optimizer,
+            rng={"data": data_gen.get_state(), "loss": loss_gen.get_state()},
+            meta={
+                "step": step,
+                "elapsed": elapsed,
+                "params": num_parameters(network),
+                "shape": list(dataset.shape),
+                "num_classes": dataset.num_classes,
+            },
+        )
+
+    def log(record: dict) -> None:
+        if d.is_main:
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    n_params = num_parameters(network)
+    if d.is_main and progress:
+        budget = (f"{tc.steps} steps" if tc.steps else "") + (
+            f"{' or ' if tc.steps else ''}{tc.minutes:g} min" if tc.minutes else ""
+        )
+        tqdm.write(
+            f"difusion: {cfg.name}: {dataset.name} {tuple(dataset.shape)} x {len(dataset)}, "
+            f"{n_params / 1e6:.2f}M params, {'bf16' if amp else 'fp32'}, "
+            f"{d.world_size} process(es), budget {budget}; run folder {run_dir}"
+        )
+    total = tc.steps if tc.steps is not None else None
+    bar = tqdm(
+        total=total,
+        initial=step,
+        desc="training",
+        unit="step",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    time_bar = tc.steps is None
+    if time_bar:
+        bar.reset(total=int(60 * tc.minutes))
+        bar.unit = "s"
+        bar.update(int(elapsed))
+    window_loss, window_n, window_t = 0.0, 0, time.perf_counter()
+    last_loss: float | None = None
+    last_ckpt = time.perf_counter()
+    images_seen = 0
+    train_start = time.perf_counter()
+    start_elapsed = elapsed
+    network.train()
+    with _StopSignal() as stop:
+        while True:
+            now = time.perf_counter()
+            elapsed = start_elapsed + (now - train_start)
+            p, stop_flag = distributed.broadcast_floats(
+                [progress_of(step, elapsed), float(stop.requested)], d, device
+            )
+            if p >= 1.0 or stop_flag > 0:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = tc.lr * lr_factor(step, p, tc.warmup_steps, tc.min_lr_ratio)
+
+            idx = torch.randint(len(data), (tc.batch_size,), generator=data_gen).to(device)
+            x0 = data[idx]
+            if cfg.data.hflip and x0.dim() == 4:
+                flip = torch.rand(len(idx), generator=data_gen).to(device) < 0.5
+                x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+            y = labels[idx] if use_labels else None
+
+            loss = simple_loss(
+                model,
+                path,
+                x0,
+                prediction=cfg.diffusion.prediction,
+                y=y,
+                generator=loss_gen,
+                autocast_dtype=amp,
+            )
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"the loss became {loss.item()} at step {step}; lower train.lr (now {tc.lr:g}) "
+                    f"or set train.precision=fp32; the last good checkpoint is in {run_dir}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(network.parameters(), tc.grad_clip)
+            optimizer.step()
+            step += 1
+            ema.update(network, step)
+            images_seen += tc.batch_size * d.world_size
+
+            window_loss += loss.item()
+            window_n += 1
+            if step % tc.log_every == 0 or step == 1:
+                dt = time.perf_counter() - window_t
+                last_loss = window_loss / window_n
+                rate = window_n * tc.batch_size * d.world_size / max(dt, 1e-9)
+                log(
+                    {
+                        "step": step,
+                        "loss": last_loss,
+                        "lr": optimizer.param_groups[0]["lr"],
+                        "grad_norm": float(grad_norm),
+                        "images_per_s": rate,
+                        "elapsed_s": round(start_elapsed + time.perf_counter() - train_start, 2),
+                    }
+                )
+                bar.set_postfix(loss=f"{last_loss:.4f}", img_s=f"{rate:.0f}", step=step)
+                window_loss, window_n, window_t = 0.0, 0, time.perf_counter()
+            if time_bar:
+                bar.n = min(bar.total, int(start_elapsed + time.perf_counter() - train_start))
+                bar.refresh() if step % 10 == 0 else None
+            else:
+                bar.update(1)
+            if tc.sample_every and step % tc.sample_every == 0 and d.is_main:
+                _preview(
+                    cfg,
+                    ema.model,
+                    path,
+                    dataset,
+                    run_dir / "previews" / f"step_{step:07d}.png",
+                    amp,
+                    device,
+                )
+                network.train()
+            if time.perf_counter() - last_ckpt > 60.0 * tc.checkpoint_minutes:
+                elapsed = start_elapsed + (time.perf_counter() - train_start)
+                checkpoint()
+                last_ckpt = time.perf_counter()
+        bar.close()
+        elapsed = start_elapsed + (time.perf_counter() - train_start)
+        checkpoint()
+        interrupted = stop.requested
+
+    seconds = time.perf_counter() - train_start
+    rate = images_seen / max(seconds, 1e-9)
+    outputs: dict = {}
+    if d.is_main:
+        if metrics_path.exists():
+            outputs["loss_plot"] = plot_loss(
+                metrics_path,
+                run_dir / "loss.png",
+                title=f"{cfg.name}: L_simple ({cfg.diffusion.prediction})",
+            )
+        if interrupted:
+            tqdm.write(
+                f"difusion: stopped at step {step}; checkpoint saved. Resume with: "
+                f"difusion train --resume {run_dir}"
+            )
+        elif final_samples:
+            outputs.update(
+                sample_run(cfg, ema.model, path, dataset, run_dir, amp, device, progress)
+            )
+        _write_report(cfg, run_dir, step, elapsed, rate, last_loss, n_params, amp, outputs, d)
+    return RunResult(run_dir, step, elapsed, rate, last_loss, outputs)
+
+
+def _preview(cfg: Config, model, path, dataset, out: Path, amp, device) -> None:
+    """A quick look during training: 16 samples with 100 respaced steps."""
+    s = draw_samples(
+        model,
+        path,
+        dataset.shape,
+        n=16,
+        seed=cfg.sample.seed,
+        steps=100,
+        prediction=cfg.diffusion.prediction,
+        variance=cfg.diffusion.variance,
+        clip_x0=cfg.diffusion.clip_x0,
+        autocast_dtype=amp,
+        device=device,
+        labels=_labels_for(cfg, dataset, 16),
+        progress=False,
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if s.x.dim() == 4:
+        save_grid(s.x, out, nrow=8)
+
+
+def _labels_for(cfg: Config, dataset, n: int) -> torch.Tensor | None:
+    """For a class-conditional model: classes 0, 1, 2, ... in turn, one row per class."""
+    if not (cfg.model.class_conditional and dataset.num_classes):
+        return None
+    return torch.arange(n) % dataset.num_classes
+
+
+def sample_run(
+    cfg: Config,
+    model,
+    path,
+    dataset,
+    out_dir: Path,
+    amp,
+    device,
+    progress: bool = True,
+    n: int | None = None,
+    seed: int | None = None,
+    steps: int | None = None,
+) -> dict:
+    """The end-of-run pictures: ``cfg.sample.n`` samples, a trajectory GIF, and an .npz."""
+    n = n or cfg.sample.n
+    samples = draw_samples(
+        model,
+        path,
+        dataset.shape,
+        n=n,
+        seed=cfg.sample.seed if seed is None else seed,
+        steps=steps or cfg.sample.steps,
+        prediction=cfg.diffusion.prediction,
+        variance=cfg.diffusion.variance,
+        clip_x0=cfg.diffusion.clip_x0,
+        labels=_labels_for(cfg, dataset, n),
+        batch_size=cfg.sample.batch_size,
+        autocast_dtype=amp,
+        device=device,
+        trajectory=40,
+        progress=progress,
+        data_for_frames=dataset.data[:2000] if dataset.kind == "points" else None,
+    )
+    return write_samples(samples, out_dir, dataset.data if dataset.kind == "points" else None)
+
+
+def _write_report(cfg, run_dir: Path, step, elapsed, rate, last_loss, n_params, amp, outputs, d):
+    lines = [
+        f"# Run {run_dir.name}",
+        "",
+        f"- preset/config: {cfg.name}; data: {cfg.data.name}; network: {cfg.model.kind}, "
+        f"{n_params / 1e6:.2f}M parameters",
+        f"- steps: {step}; wall time: {elapsed / 60:.1f} min; {rate:.0f} images/s; "
+        f"precision: {'bf16 autocast' if amp else 'fp32'}; processes: {d.world_size}",
+        f"- last logged loss: {last_loss:.4f}" if last_loss is not None else "- no loss logged",
+        f"- schedule {cfg.diffusion.schedule}, T = {cfg.diffusion.T}, prediction "
+        f"{cfg.diffusion.prediction}, sampling variance {cfg.diffusion.variance}",
+        "",
+    ]
+    for key, p in outputs.items():
+        if Path(p).suffix in (".png", ".gif"):
+            lines.append(f"![{key}]({Path(p).name})")
+    (run_dir / "report.md").write_text("\n".join(lines) + "\n")
