@@ -1,0 +1,19 @@
+# The two commands of the README. Each one sets up from scratch if needed, then runs.
+.PHONY: demo test setup bench lint
+
+demo:  ## set up, then train a DDPM on Fashion-MNIST for 10 minutes and sample it
+	bash scripts/setup.sh
+	.venv/bin/difusion train fashion-mnist
+
+test:  ## set up with test dependencies, then run the test suite
+	bash scripts/setup.sh --test
+	.venv/bin/python -m pytest
+
+setup:
+	bash scripts/setup.sh --test
+
+bench:  ## training images/s, fp32 against bf16
+	.venv/bin/python benchmarks/train_throughput.py
+
+lint:
+	.venv/bin/ruff check src tests benchmarks && .venv/bin/ruff format --check src tests benchmarks

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set up difusion on a fresh machine: a virtual environment in .venv, the package, and Fashion-MNIST.
+#   scripts/setup.sh          runtime dependencies
+#   scripts/setup.sh --test   plus the test dependencies (pytest, ruff, diffusers)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extras=""
+[ "${1:-}" = "--test" ] && extras="[test]"
+python=${PYTHON:-python3}
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $($python --version)"
+  "$python" -m venv .venv
+fi
+echo "setup: installing difusion$extras (torch 2.13.0 pinned; constraints.txt forbids other torch builds)"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".$extras"
+
+have_fashion() {
+  .venv/bin/python -c "
+import sys
+from difusion.data import describe_datasets
+sys.exit(0 if any(d['name'] == 'fashion-mnist' and d['available'] for d in describe_datasets()) else 1)"
+}
+
+if have_fashion; then
+  echo "setup: Fashion-MNIST is ready"
+else
+  as_root=""
+  [ "$(id -u)" = 0 ] || { command -v sudo >/dev/null && sudo -n true 2>/dev/null && as_root="sudo -n"; }
+  if command -v apt-get >/dev/null && { [ "$(id -u)" = 0 ] || [ -n "$as_root" ]; }; then
+    echo "setup: installing Fashion-MNIST from Debian (dataset-fashion-mnist)"
+    $as_root apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 \
+      || { $as_root apt-get update -qq >/dev/null && $as_root apt-get install -y -qq dataset-fashion-mnist >/dev/null; } \
+      || echo "setup: apt could not install dataset-fashion-mnist; downloading instead"
+  fi
+  if ! have_fashion; then
+    echo "setup: downloading Fashion-MNIST (MD5-checked) into the cache"
+    .venv/bin/difusion datasets download fashion-mnist
+  fi
+fi
+echo "setup: done"
