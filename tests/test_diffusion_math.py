@@ -141,3 +141,9 @@ def test_eps_parameterized_mean_equals_eq_11():
         mean, _, _ = path.posterior(x0_hat, xt, t)
         eq11 = (xt - path.beta[t] / (1 - path.alpha_bar[t]).sqrt() * eps) / path.alpha[t].sqrt()
         assert torch.allclose(mean, eq11, atol=1e-10)
+
+
+def test_rescaled_linear_schedule_refuses_beta_above_one():
+    assert make_betas("linear", 21).max() < 1
+    with pytest.raises(ConfigError, match="diffusion.T > 20"):
+        make_betas("linear", 10)

@@ -164,15 +164,14 @@ def sample(
     run folder. Writes samples.png (or samples_scatter.png for 2-D data), trajectory.gif and
     samples.npz (`images` (N, C, H, W) float32 in [-1, 1], or `points`, plus `labels` and `seeds`).
     """
-    import torch
-
     from difusion.build import build_dataset
     from difusion.config import validate
+    from difusion.generate import sample_run
     from difusion.runs import load_run
-    from difusion.training.loop import _device, sample_run
+    from difusion.training.distributed import default_device
     from difusion.training.precision import autocast_dtype
 
-    device = _device()
+    device = default_device()
     run = load_run(run_dir, device)
     cfg = run.config
     if variance is not None:
@@ -183,25 +182,19 @@ def sample(
         raise DifusionError("--n and --steps must be positive")
     suffix = "" if steps is None else f"-steps{steps}"
     out = out or run_dir / f"samples-seed{seed}-n{n}{suffix}"
-
-    class _Shape:  # what sample_run reads from a dataset, without loading the images
-        shape, num_classes, kind = (
-            run.shape,
-            run.num_classes,
-            "points" if len(run.shape) == 1 else "image",
-        )
-        data = torch.zeros(0)
-
-    dataset = build_dataset(cfg) if len(run.shape) == 1 else _Shape()
+    # 2-D samples are drawn over the training data, so load it (it is generated, so cheap).
+    points = build_dataset(cfg).data if len(run.shape) == 1 else None
     t0 = time.perf_counter()
     written = sample_run(
         cfg,
         run.network,
         run.path,
-        dataset,
+        run.shape,
         out,
         autocast_dtype(cfg.train.precision, device),
         device,
+        num_classes=run.num_classes,
+        points=points,
         progress=not quiet,
         n=n,
         seed=seed,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from difusion.config import Config
 from difusion.sampling import (
     ModelDenoiser,
     PerImageNoise,
@@ -19,6 +21,11 @@ from difusion.sampling import (
 from difusion.viz import make_grid, plot_points, save_gif, save_grid
 from difusion.viz.grid import default_scale
 from difusion.viz.plots import points_frame
+
+
+def bar_interval() -> float:
+    """Seconds between progress-bar refreshes: live on a terminal, sparse in a log file."""
+    return 0.2 if sys.stderr.isatty() else 15.0
 
 
 @dataclass
@@ -77,6 +84,7 @@ def draw_samples(
         unit="step",
         unit_scale=1 / max(1, n),
         disable=not progress,
+        mininterval=bar_interval(),
         leave=False,
         bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} steps [{elapsed}<{remaining}]",
     )
@@ -144,3 +152,51 @@ def write_samples(
     if samples.frames:
         written["gif"] = save_gif(samples.frames, out_dir / "trajectory.gif")
     return written
+
+
+def labels_for(cfg: Config, num_classes: int | None, n: int) -> torch.Tensor | None:
+    """For a class-conditional model: classes 0, 1, 2, ... in turn, one row per class."""
+    if not (cfg.model.class_conditional and num_classes):
+        return None
+    return torch.arange(n) % num_classes
+
+
+def sample_run(
+    cfg: Config,
+    model: torch.nn.Module,
+    path,
+    shape: tuple[int, ...],
+    out_dir: Path,
+    amp: torch.dtype | None,
+    device,
+    *,
+    num_classes: int | None = None,
+    points: torch.Tensor | None = None,
+    progress: bool = True,
+    n: int | None = None,
+    seed: int | None = None,
+    steps: int | None = None,
+) -> dict[str, Path]:
+    """A run's pictures: n samples (default ``cfg.sample.n``) with the run's sampling settings,
+    a 40-frame trajectory GIF and an .npz, written to ``out_dir``. ``points`` is the 2-D
+    training data, drawn under 2-D samples."""
+    n = n or cfg.sample.n
+    samples = draw_samples(
+        model,
+        path,
+        shape,
+        n=n,
+        seed=cfg.sample.seed if seed is None else seed,
+        steps=steps or cfg.sample.steps,
+        prediction=cfg.diffusion.prediction,
+        variance=cfg.diffusion.variance,
+        clip_x0=cfg.diffusion.clip_x0,
+        labels=labels_for(cfg, num_classes, n),
+        batch_size=cfg.sample.batch_size,
+        autocast_dtype=amp,
+        device=device,
+        trajectory=40,
+        progress=progress,
+        data_for_frames=points[:2000] if points is not None else None,
+    )
+    return write_samples(samples, out_dir, points)

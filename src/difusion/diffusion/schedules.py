@@ -45,7 +45,8 @@ def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Ten
 def sigmoid_betas(T: int, beta_1: float = 1e-4, beta_T: float = 0.02) -> torch.Tensor:
     """beta_t = beta_1 + (beta_T - beta_1) * sigmoid(linspace(-6, 6, T)) (GeoDiff, Xu et al. 2022).
 
-    The same definition as diffusers' ``beta_schedule="sigmoid"``: slow at both ends, fast in the middle.
+    Slow at both ends, fast in the middle. At T = 1000 it equals diffusers' ``beta_schedule="sigmoid"``;
+    for other T both ends are scaled by 1000/T like the linear schedule (diffusers does not scale).
     """
     scale = 1000.0 / T
     x = torch.linspace(-6, 6, T, dtype=torch.float64)
@@ -63,4 +64,10 @@ def make_betas(name: str, T: int) -> torch.Tensor:
         )
     if not isinstance(T, int) or T < 2:
         raise ConfigError(f"diffusion.T must be an integer >= 2, got {T!r}")
-    return SCHEDULES[name](T)
+    betas = SCHEDULES[name](T)
+    if betas.max() >= 1.0:  # the 1000/T rescaling of linear/sigmoid breaks down for T <= 20
+        raise ConfigError(
+            f"the {name} schedule with T={T} has beta_T = {betas.max().item():.3g} >= 1; "
+            "use diffusion.T > 20 or diffusion.schedule=cosine"
+        )
+    return betas

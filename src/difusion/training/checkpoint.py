@@ -32,13 +32,18 @@ def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
 
 def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     state: dict = {}
-    for name, value in tensors.items():
-        _, idx, key = name.split("/", 2)
+    for name, value in tensors.items():  # names are "idx/key" (the "optim/" prefix is stripped)
+        idx, key = name.split("/", 1)
         state.setdefault(int(idx), {})[key] = value
     for name, value in meta.get("scalars", {}).items():
         idx, key = name.split("/", 1)
         state.setdefault(int(idx), {})[key] = value
-    return {"state": state, "param_groups": meta["param_groups"]}
+    # JSON turned tuples (Adam's betas) into lists; give them back as tuples.
+    groups = [
+        {k: (tuple(v) if isinstance(v, list) and k != "params" else v) for k, v in g.items()}
+        for g in meta["param_groups"]
+    ]
+    return {"state": state, "param_groups": groups}
 
 
 def save_checkpoint(

@@ -24,6 +24,13 @@ class Dist:
         return self.rank == 0
 
 
+def default_device() -> torch.device:
+    """This process's GPU when there is one (LOCAL_RANK under torchrun), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
 def setup() -> Dist:
     """Join the process group when started by torchrun (WORLD_SIZE > 1); otherwise a single process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -45,6 +52,16 @@ def broadcast_floats(values: list[float], d: Dist, device: torch.device) -> list
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.broadcast(t, src=0)
     return t.tolist()
+
+
+def max_param_difference(module: torch.nn.Module, d: Dist) -> float:
+    """The largest |theta_rank - theta_0| over all parameters and ranks: 0 when DDP kept them in sync."""
+    if not d.enabled:
+        return 0.0
+    flat = torch.cat([p.detach().flatten().float() for p in module.parameters()])
+    gathered = [torch.empty_like(flat) for _ in range(d.world_size)]
+    dist.all_gather(gathered, flat)
+    return max(float((g - gathered[0]).abs().max()) for g in gathered)
 
 
 def teardown(d: Dist) -> None:

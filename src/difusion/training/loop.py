@@ -23,7 +23,7 @@ from difusion.build import build_dataset, build_network, build_path
 from difusion.config import Config, config_from_dict, load_yaml, save_config
 from difusion.diffusion.losses import simple_loss
 from difusion.errors import ConfigError, TrainingError
-from difusion.generate import draw_samples, write_samples
+from difusion.generate import bar_interval, draw_samples, labels_for, sample_run
 from difusion.nn import num_parameters
 from difusion.training import distributed
 from difusion.training.checkpoint import (
@@ -48,12 +48,6 @@ class RunResult:
     images_per_second: float
     final_loss: float | None
     outputs: dict
-
-
-def _device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
 
 
 class _StopSignal:
@@ -104,7 +98,7 @@ def train(
     """
     run_dir = Path(run_dir)
     d = distributed.setup()
-    device = _device()
+    device = distributed.default_device()
     try:
         if resume:
             stored = load_run_config(run_dir)
@@ -215,20 +209,17 @@ def _train(
             f"{n_params / 1e6:.2f}M params, {'bf16' if amp else 'fp32'}, "
             f"{d.world_size} process(es), budget {budget}; run folder {run_dir}"
         )
-    total = tc.steps if tc.steps is not None else None
+    time_bar = tc.steps is None  # a time budget: the bar counts seconds of the budget
     bar = tqdm(
-        total=total,
-        initial=step,
+        total=int(60 * tc.minutes) if time_bar else tc.steps,
+        initial=int(elapsed) if time_bar else step,
         desc="training",
-        unit="step",
+        unit="s" if time_bar else "step",
         disable=not progress,
         dynamic_ncols=True,
+        mininterval=bar_interval(),
+        bar_format="{l_bar}{bar}| {n}/{total} s of budget{postfix}" if time_bar else None,
     )
-    time_bar = tc.steps is None
-    if time_bar:
-        bar.reset(total=int(60 * tc.minutes))
-        bar.unit = "s"
-        bar.update(int(elapsed))
     window_loss, window_n, window_t = 0.0, 0, time.perf_counter()
     last_loss: float | None = None
     last_ckpt = time.perf_counter()
@@ -317,6 +308,14 @@ def _train(
                 last_ckpt = time.perf_counter()
         bar.close()
         elapsed = start_elapsed + (time.perf_counter() - train_start)
+        if d.enabled:
+            log(
+                {
+                    "step": step,
+                    "ddp_world_size": d.world_size,
+                    "ddp_max_param_diff": distributed.max_param_difference(network, d),
+                }
+            )
         checkpoint()
         interrupted = stop.requested
 
@@ -337,7 +336,18 @@ def _train(
             )
         elif final_samples:
             outputs.update(
-                sample_run(cfg, ema.model, path, dataset, run_dir, amp, device, progress)
+                sample_run(
+                    cfg,
+                    ema.model,
+                    path,
+                    dataset.shape,
+                    run_dir,
+                    amp,
+                    device,
+                    num_classes=dataset.num_classes,
+                    points=dataset.data if dataset.kind == "points" else None,
+                    progress=progress,
+                )
             )
         _write_report(cfg, run_dir, step, elapsed, rate, last_loss, n_params, amp, outputs, d)
     return RunResult(run_dir, step, elapsed, rate, last_loss, outputs)
@@ -357,55 +367,12 @@ def _preview(cfg: Config, model, path, dataset, out: Path, amp, device) -> None:
         clip_x0=cfg.diffusion.clip_x0,
         autocast_dtype=amp,
         device=device,
-        labels=_labels_for(cfg, dataset, 16),
+        labels=labels_for(cfg, dataset.num_classes, 16),
         progress=False,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     if s.x.dim() == 4:
         save_grid(s.x, out, nrow=8)
-
-
-def _labels_for(cfg: Config, dataset, n: int) -> torch.Tensor | None:
-    """For a class-conditional model: classes 0, 1, 2, ... in turn, one row per class."""
-    if not (cfg.model.class_conditional and dataset.num_classes):
-        return None
-    return torch.arange(n) % dataset.num_classes
-
-
-def sample_run(
-    cfg: Config,
-    model,
-    path,
-    dataset,
-    out_dir: Path,
-    amp,
-    device,
-    progress: bool = True,
-    n: int | None = None,
-    seed: int | None = None,
-    steps: int | None = None,
-) -> dict:
-    """The end-of-run pictures: ``cfg.sample.n`` samples, a trajectory GIF, and an .npz."""
-    n = n or cfg.sample.n
-    samples = draw_samples(
-        model,
-        path,
-        dataset.shape,
-        n=n,
-        seed=cfg.sample.seed if seed is None else seed,
-        steps=steps or cfg.sample.steps,
-        prediction=cfg.diffusion.prediction,
-        variance=cfg.diffusion.variance,
-        clip_x0=cfg.diffusion.clip_x0,
-        labels=_labels_for(cfg, dataset, n),
-        batch_size=cfg.sample.batch_size,
-        autocast_dtype=amp,
-        device=device,
-        trajectory=40,
-        progress=progress,
-        data_for_frames=dataset.data[:2000] if dataset.kind == "points" else None,
-    )
-    return write_samples(samples, out_dir, dataset.data if dataset.kind == "points" else None)
 
 
 def _write_report(cfg, run_dir: Path, step, elapsed, rate, last_loss, n_params, amp, outputs, d):

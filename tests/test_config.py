@@ -1,0 +1,65 @@
+"""Config loading: presets, overrides, and one-line errors that name the bad key."""
+
+import pytest
+
+from difusion.config import load_config, parse_override, preset_names
+from difusion.errors import ConfigError
+
+
+def test_every_preset_loads():
+    assert {"toy2d", "digits", "fashion-mnist", "mnist"} <= set(preset_names())
+    for name in preset_names():
+        cfg = load_config(name)
+        assert cfg.name == name
+        assert cfg.train.steps or cfg.train.minutes
+
+
+def test_overrides_are_typed():
+    cfg = load_config(
+        "digits",
+        [
+            "train.lr=3e-4",
+            "model.channel_mult=[1,2]",
+            "train.steps=7",
+            "data.hflip=true",
+            "train.minutes=null",
+        ],
+    )
+    assert cfg.train.lr == 3e-4 and cfg.model.channel_mult == [1, 2]
+    assert cfg.train.steps == 7 and cfg.data.hflip is True and cfg.train.minutes is None
+
+
+def test_unknown_key_names_it_and_the_valid_ones():
+    with pytest.raises(ConfigError) as e:
+        load_config("digits", ["train.stepz=5"])
+    msg = str(e.value)
+    assert "train.stepz" in msg and "steps" in msg and "batch_size" in msg
+    assert "\n" not in msg
+
+
+def test_unknown_section_and_wrong_type():
+    with pytest.raises(ConfigError, match="valid keys at the top level"):
+        load_config("digits", ["trian.steps=5"])
+    with pytest.raises(ConfigError, match="train.batch_size must be int"):
+        load_config("digits", ["train.batch_size=big"])
+    with pytest.raises(ConfigError, match="must look like"):
+        parse_override("train.steps")
+
+
+def test_impossible_values_are_rejected():
+    with pytest.raises(ConfigError, match="prediction"):
+        load_config("digits", ["diffusion.prediction=mu"])
+    with pytest.raises(ConfigError, match="attention_levels"):
+        load_config("digits", ["model.attention_levels=[5]"])
+    with pytest.raises(ConfigError, match="unknown preset"):
+        load_config("imagenet")
+
+
+def test_yaml_file(tmp_path):
+    f = tmp_path / "mine.yaml"
+    f.write_text("data: {name: digits}\ntrain: {steps: 11}\n")
+    cfg = load_config(str(f))
+    assert cfg.name == "mine" and cfg.train.steps == 11
+    f.write_text("train: {stepss: 11}\n")
+    with pytest.raises(ConfigError, match="stepss"):
+        load_config(str(f))
