@@ -47,7 +47,8 @@ def loop_rate(cfg, steps: int) -> float:
     cfg.train.log_every, cfg.train.sample_every = 5, 0
     with tempfile.TemporaryDirectory() as d:
         train(cfg, d, progress=False, final_samples=False)
-        rows = [json.loads(line) for line in open(f"{d}/metrics.jsonl")]
+        with open(f"{d}/metrics.jsonl") as f:
+            rows = [json.loads(line) for line in f]
     # Skip the first 10 steps (warm-up); the rate of each later window of 5 steps.
     rates = [r["images_per_s"] for r in rows if r["step"] > 10]
     return statistics.median(rates)
