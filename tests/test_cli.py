@@ -203,3 +203,18 @@ def test_ddp_two_processes_stay_in_sync(tmp_path, n):
     assert checkpoint_step(run) == 15
     # Each step saw batch_size examples per process.
     assert rows[0]["images_per_s"] > 0
+
+
+def test_nan_loss_is_one_line(tmp_path):
+    proc = difusion(
+        "train",
+        "digits",
+        "--steps",
+        "30",
+        "--quiet",
+        "--out",
+        str(tmp_path / "r"),
+        "train.lr=1e9",
+        *TINY,
+    )
+    assert_one_line_error(proc, "the loss became nan", "lower train.lr", "no checkpoint")

@@ -10,6 +10,7 @@ import torch
 from difusion.build import build_network, build_path
 from difusion.config import Config
 from difusion.diffusion import DDPMPath
+from difusion.errors import CheckpointError
 from difusion.training.checkpoint import load_checkpoint, load_module
 from difusion.training.loop import CHECKPOINT, load_run_config
 
@@ -31,6 +32,11 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Trained
     cfg = load_run_config(run_dir)
     groups, info = load_checkpoint(run_dir / CHECKPOINT, prefixes=("ema",))
     meta = info["meta"]
+    if "shape" not in meta or "ema" not in groups:
+        raise CheckpointError(
+            f"{run_dir / CHECKPOINT} lacks the data shape or EMA weights (an older or partial "
+            "checkpoint); retrain it with this version of difusion"
+        )
     shape = tuple(meta["shape"])
     network = build_network(cfg, shape, meta.get("num_classes"))
     load_module(network, groups["ema"], run_dir / CHECKPOINT)

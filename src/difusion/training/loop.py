@@ -176,9 +176,13 @@ def _train(
             p = max(p, elapsed / (60.0 * tc.minutes))
         return p
 
+    saved_step: int | None = step if resume and ckpt_path.exists() else None
+
     def checkpoint() -> None:
+        nonlocal saved_step
         if not d.is_main:
             return
+        saved_step = step
         save_checkpoint(
             ckpt_path,
             model=network,
@@ -256,9 +260,16 @@ def _train(
                 autocast_dtype=amp,
             )
             if not torch.isfinite(loss):
+                hint = f"lower train.lr (now {tc.lr:g})"
+                if amp is not None:
+                    hint += " or set train.precision=fp32"
+                saved = (
+                    f"the last checkpoint (step {saved_step}) is in {run_dir}"
+                    if saved_step is not None
+                    else "no checkpoint was written yet"
+                )
                 raise TrainingError(
-                    f"the loss became {loss.item()} at step {step}; lower train.lr (now {tc.lr:g}) "
-                    f"or set train.precision=fp32; the last good checkpoint is in {run_dir}"
+                    f"the loss became {loss.item()} at step {step}; {hint}; {saved}"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
