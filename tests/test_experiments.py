@@ -1,0 +1,36 @@
+"""The experiment runner: trains, evaluates, writes a results page, and reuses finished runs."""
+
+import json
+
+import pytest
+
+from difusion.data import describe_datasets
+from difusion.errors import DifusionError
+from difusion.experiments import get_experiment, run_experiment
+
+fashion = any(d["name"] == "fashion-mnist" and d["available"] for d in describe_datasets())
+
+
+@pytest.mark.skipif(not fashion, reason="Fashion-MNIST is not installed")
+def test_small_learning_curve_runs_and_reuses(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    exp = get_experiment("learning-curve", "small")
+    page = run_experiment(exp, tmp_path / "runs", tmp_path / "results", progress=False)
+    text = page.read_text()
+    assert "| 0.1min | 0.1 |" in text and "fid_domain" in text
+    assert (page.parent / "metrics.png").exists()
+    rows = json.loads((page.parent / "results.json").read_text())
+    assert [r["state"] for r in rows] == ["trained", "trained"]
+    assert all(r["fid_domain"] > 0 for r in rows)
+    # A second call reuses the finished runs and their evaluations.
+    run_experiment(exp, tmp_path / "runs", tmp_path / "results", progress=False)
+    rows2 = json.loads((page.parent / "results.json").read_text())
+    assert [r["state"] for r in rows2] == ["reused", "reused"]
+    assert rows2[0]["fid_domain"] == rows[0]["fid_domain"]
+
+
+def test_unknown_experiment_or_budget():
+    with pytest.raises(DifusionError, match="learning-curve"):
+        get_experiment("nope", "small")
+    with pytest.raises(DifusionError, match="small or full"):
+        get_experiment("learning-curve", "huge")
