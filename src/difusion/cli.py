@@ -166,10 +166,8 @@ def sample(
     """
     from difusion.build import build_dataset
     from difusion.config import validate
-    from difusion.generate import sample_run
-    from difusion.runs import load_run
+    from difusion.runs import load_run, sample_trained_run
     from difusion.training.distributed import default_device
-    from difusion.training.precision import autocast_dtype
 
     device = default_device()
     run = load_run(run_dir, device)
@@ -185,20 +183,8 @@ def sample(
     # 2-D samples are drawn over the training data, so load it (it is generated, so cheap).
     points = build_dataset(cfg).data if len(run.shape) == 1 else None
     t0 = time.perf_counter()
-    written = sample_run(
-        cfg,
-        run.network,
-        run.path,
-        run.shape,
-        out,
-        autocast_dtype(cfg.train.precision, device),
-        device,
-        num_classes=run.num_classes,
-        points=points,
-        progress=not quiet,
-        n=n,
-        seed=seed,
-        steps=steps,
+    written = sample_trained_run(
+        run, out, n=n, seed=seed, steps=steps, device=device, points=points, progress=not quiet
     )
     typer.echo(
         f"{n} samples from step {run.step} of {run_dir} in {time.perf_counter() - t0:.1f} s:"
@@ -250,31 +236,12 @@ def eval_(
     device = default_device()
     setup: dict = {}
     if target.is_dir():
-        from difusion.generate import sample_run
-        from difusion.runs import load_run
-        from difusion.training.precision import autocast_dtype
+        from difusion.runs import samples_for_eval
 
-        run = load_run(target, device)
-        if len(run.shape) != 3:
-            raise DifusionError(f"{target} is a 2-D run; eval scores images")
-        suffix = "" if steps is None else f"-steps{steps}"
-        folder = target / f"eval-seed{seed}-n{n}{suffix}"
-        if not (folder / "samples.npz").exists():
-            sample_run(
-                run.config,
-                run.network,
-                run.path,
-                run.shape,
-                folder,
-                autocast_dtype(run.config.train.precision, device),
-                device,
-                num_classes=run.num_classes,
-                progress=not quiet,
-                n=n,
-                seed=seed,
-                steps=steps,
-            )
-        samples_path = folder / "samples.npz"
+        samples_path, run = samples_for_eval(
+            target, n=n, seed=seed, steps=steps, device=device, progress=not quiet
+        )
+        folder = samples_path.parent
         ref = ref or f"{run.config.data.name}:test"
         setup.update(
             run=str(target),

@@ -44,3 +44,58 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Trained
     return TrainedRun(
         run_dir, cfg, network, build_path(cfg), shape, meta.get("num_classes"), int(meta["step"])
     )
+
+
+def sample_trained_run(
+    run: TrainedRun,
+    folder: Path,
+    *,
+    n: int,
+    seed: int = 0,
+    steps: int | None = None,
+    device: torch.device | str = "cpu",
+    points: torch.Tensor | None = None,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Draw n samples from a loaded run with its own sampling settings into ``folder``."""
+    from difusion.generate import sample_run
+    from difusion.training.precision import autocast_dtype
+
+    amp = autocast_dtype(run.config.train.precision, torch.device(device))
+    return sample_run(
+        run.config,
+        run.network,
+        run.path,
+        run.shape,
+        folder,
+        amp,
+        device,
+        num_classes=run.num_classes,
+        points=points,
+        progress=progress,
+        n=n,
+        seed=seed,
+        steps=steps,
+    )
+
+
+def samples_for_eval(
+    run_dir: str | Path,
+    *,
+    n: int,
+    seed: int = 0,
+    steps: int | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> tuple[Path, TrainedRun]:
+    """RUN_DIR/eval-seedS-nN[-stepsK]/samples.npz, drawn once and reused afterwards."""
+    run = load_run(run_dir, device)
+    if len(run.shape) != 3:
+        raise CheckpointError(f"{run_dir} is a run on 2-D points; evaluation scores images")
+    suffix = "" if steps is None else f"-steps{steps}"
+    folder = Path(run_dir) / f"eval-seed{seed}-n{n}{suffix}"
+    if not (folder / "samples.npz").exists():
+        sample_trained_run(
+            run, folder, n=n, seed=seed, steps=steps, device=device, progress=progress
+        )
+    return folder / "samples.npz", run

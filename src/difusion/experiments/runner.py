@@ -55,11 +55,9 @@ def run_experiment(
     """Train (or reuse, or resume) every run, evaluate each once, then write the results page."""
     from difusion.config import load_config
     from difusion.evaluation import evaluate, load_samples, write_json
-    from difusion.generate import sample_run
-    from difusion.runs import load_run
+    from difusion.runs import samples_for_eval
     from difusion.training.distributed import default_device
     from difusion.training.loop import train
-    from difusion.training.precision import autocast_dtype
 
     device = default_device()
     rows = []
@@ -76,23 +74,10 @@ def run_experiment(
             state = "trained"
         row = {"label": spec.label, "x": spec.x, "run": str(run_dir), "state": state}
         ev = exp.evaluation
-        suffix = "" if ev.steps is None else f"-steps{ev.steps}"
-        folder = run_dir / f"eval-n{ev.n}{suffix}"
-        if not (folder / "samples.npz").exists():
-            run = load_run(run_dir, device)
-            sample_run(
-                run.config,
-                run.network,
-                run.path,
-                run.shape,
-                folder,
-                autocast_dtype(run.config.train.precision, device),
-                device,
-                num_classes=run.num_classes,
-                progress=progress,
-                n=ev.n,
-                steps=ev.steps,
-            )
+        samples_path, _ = samples_for_eval(
+            run_dir, n=ev.n, steps=ev.steps, device=device, progress=progress
+        )
+        folder = samples_path.parent
         images, labels, _ = load_samples(folder / "samples.npz")
         cfg = load_config(spec.preset, spec.overrides)
         for feats in ev.features:
