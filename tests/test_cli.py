@@ -166,6 +166,31 @@ def test_train_kill_resume_sample(tmp_path):
         tmp_path / "a" / "samples.png"
     ).exists()
 
+    # 5. DDIM with eta = 0 is deterministic given x_T, and differs from ancestral sampling.
+    ddim = [
+        difusion(
+            "sample",
+            str(run),
+            "--n",
+            "2",
+            "--seed",
+            "3",
+            "--sampler",
+            "ddim",
+            "--steps",
+            "10",
+            "--quiet",
+            "--out",
+            str(tmp_path / f"d{i}"),
+        )
+        for i in (1, 2)
+    ]
+    assert all(p.returncode == 0 for p in ddim), ddim[0].stderr
+    d1, d2 = (np.load(tmp_path / f"d{i}" / "samples.npz")["images"] for i in (1, 2))
+    np.testing.assert_array_equal(d1, d2)
+    assert not np.allclose(d1, xa["images"][:2], atol=1e-3)
+    assert_one_line_error(difusion("sample", str(run), "--sampler", "dpm"), "unknown sampler")
+
 
 @pytest.mark.parametrize("n", [2])
 def test_ddp_two_processes_stay_in_sync(tmp_path, n):

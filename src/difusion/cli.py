@@ -156,6 +156,16 @@ def sample(
     out: Annotated[
         Path | None, typer.Option(help="Output folder (default: RUN_DIR/samples-seedS-nN).")
     ] = None,
+    sampler: Annotated[
+        str,
+        typer.Option(
+            help="ddpm (ancestral, Algorithm 2) or ddim (Song et al. eq. 12; 50 steps "
+            "unless --steps)."
+        ),
+    ] = "ddpm",
+    eta: Annotated[
+        float, typer.Option(help="DDIM noise: 0 deterministic, 1 = DDPM's posterior variance.")
+    ] = 0.0,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Draw samples from a trained run with DDPM ancestral sampling (Ho et al. 2020, Algorithm 2).
@@ -178,13 +188,24 @@ def sample(
     n = n or cfg.sample.n
     if n <= 0 or (steps is not None and steps <= 0):
         raise DifusionError("--n and --steps must be positive")
-    suffix = "" if steps is None else f"-steps{steps}"
+    suffix = ("" if steps is None else f"-steps{steps}") + (
+        "" if sampler == "ddpm" else f"-{sampler}-eta{eta:g}"
+    )
     out = out or run_dir / f"samples-seed{seed}-n{n}{suffix}"
     # 2-D samples are drawn over the training data, so load it (it is generated, so cheap).
     points = build_dataset(cfg).data if len(run.shape) == 1 else None
     t0 = time.perf_counter()
     written = sample_trained_run(
-        run, out, n=n, seed=seed, steps=steps, device=device, points=points, progress=not quiet
+        run,
+        out,
+        n=n,
+        seed=seed,
+        steps=steps,
+        device=device,
+        points=points,
+        progress=not quiet,
+        sampler=sampler,
+        eta=eta,
     )
     typer.echo(
         f"{n} samples from step {run.step} of {run_dir} in {time.perf_counter() - t0:.1f} s:"

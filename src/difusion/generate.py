@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from difusion.config import Config
+from difusion.errors import ConfigError
 from difusion.sampling import (
     ModelDenoiser,
     PerImageNoise,
@@ -18,6 +19,7 @@ from difusion.sampling import (
     sample_ddpm,
     seeds_for,
 )
+from difusion.sampling.ddim import ddim_timesteps, sample_ddim
 from difusion.viz import make_grid, plot_points, save_gif, save_grid
 from difusion.viz.grid import default_scale
 from difusion.viz.plots import points_frame
@@ -55,10 +57,14 @@ def draw_samples(
     trajectory: int = 0,
     progress: bool = True,
     data_for_frames: torch.Tensor | None = None,
+    sampler: str = "ddpm",
+    eta: float = 0.0,
+    spacing: str = "trailing",
 ) -> Samples:
     """n samples with DDPM ancestral sampling; image i uses seed + i, whatever the batch size.
 
-    ``trajectory`` > 0 records that many frames of the first batch's reverse process (x_t beside the
+    ``sampler`` is ``ddpm`` (Algorithm 2; ``steps`` respaced evenly) or ``ddim`` (Song et al. eq. 12
+    with ``eta`` and a ``spacing`` of its time grid). ``trajectory`` > 0 records that many frames of the first batch's reverse process (x_t beside the
     x_0 estimate for images, the point cloud for 2-D data).
     """
     network.eval()
@@ -69,7 +75,12 @@ def draw_samples(
         clip_x0=clip_x0 and len(shape) == 3,
         autocast_dtype=autocast_dtype,
     )
-    ts = respaced_timesteps(path.T, steps or path.T)
+    if sampler == "ddpm":
+        ts = respaced_timesteps(path.T, steps or path.T)
+    elif sampler == "ddim":
+        ts = ddim_timesteps(path.T, min(steps or 50, path.T), spacing)
+    else:
+        raise ConfigError(f"unknown sampler {sampler!r}; choose ddpm or ddim")
     seeds = seeds_for(n, seed)
     record = (
         set(np.linspace(0, len(ts) - 2, trajectory).round().astype(int).tolist())
@@ -102,8 +113,8 @@ def draw_samples(
             if first and step.index in record:
                 frames.append(_frame(step, lim, data_for_frames))
 
-        out.append(
-            sample_ddpm(
+        if sampler == "ddpm":
+            x = sample_ddpm(
                 denoiser,
                 path,
                 x_T,
@@ -113,7 +124,11 @@ def draw_samples(
                 noise=noise.randn,
                 callback=callback,
             )
-        )
+        else:
+            x = sample_ddim(
+                denoiser, path, x_T, ts, eta=eta, y=y, noise=noise.randn, callback=callback
+            )
+        out.append(x)
     bar.close()
     return Samples(torch.cat(out).cpu(), labels, frames, seeds)
 
@@ -176,6 +191,8 @@ def sample_run(
     n: int | None = None,
     seed: int | None = None,
     steps: int | None = None,
+    sampler: str = "ddpm",
+    eta: float = 0.0,
 ) -> dict[str, Path]:
     """A run's pictures: n samples (default ``cfg.sample.n``) with the run's sampling settings,
     a 40-frame trajectory GIF and an .npz, written to ``out_dir``. ``points`` is the 2-D
@@ -198,5 +215,7 @@ def sample_run(
         trajectory=40,
         progress=progress,
         data_for_frames=points[:2000] if points is not None else None,
+        sampler=sampler,
+        eta=eta,
     )
     return write_samples(samples, out_dir, points)

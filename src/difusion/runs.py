@@ -56,6 +56,8 @@ def sample_trained_run(
     device: torch.device | str = "cpu",
     points: torch.Tensor | None = None,
     progress: bool = True,
+    sampler: str = "ddpm",
+    eta: float = 0.0,
 ) -> dict[str, Path]:
     """Draw n samples from a loaded run with its own sampling settings into ``folder``."""
     from difusion.generate import sample_run
@@ -76,6 +78,8 @@ def sample_trained_run(
         n=n,
         seed=seed,
         steps=steps,
+        sampler=sampler,
+        eta=eta,
     )
 
 
