@@ -150,8 +150,17 @@ def evaluate(
     dataset, split = parse_reference(reference)
     net = FeatureNetwork(features, dataset, device)
     t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(name: str, start: float) -> float:
+        now = time.perf_counter()
+        timings[name] = round(now - start, 2)
+        return now
+
     ref = reference_features(net, dataset, split, n_reference, progress)
+    t = lap("reference_features", t0)
     feats, logits = net(images)
+    t = lap("sample_features", t)
     result = EvalResult(
         setup={
             "features": net.name,
@@ -163,12 +172,15 @@ def evaluate(
     m = result.metrics
     if "fid" in metrics:
         m[f"fid_{features}"] = fid_from_features(feats, ref)
+        t = lap("fid", t)
     if "kid" in metrics:
         size = min(1000, len(feats), len(ref))
         mean, std = kid(feats, ref, subsets=100, subset_size=size)
         m[f"kid_{features}"], m[f"kid_{features}_std"] = mean, std
+        t = lap("kid", t)
     if "pr" in metrics:
         m["precision"], m["recall"] = precision_recall(ref, feats, k=3)
+        t = lap("pr", t)
     if logits is not None:
         predicted = logits.argmax(1)
         cover = class_coverage(predicted, logits.shape[1])
@@ -176,6 +188,7 @@ def evaluate(
         m["classes_entropy"] = float(cover["normalized_entropy"])
         if "acc" in metrics and labels is not None:
             m["class_accuracy"] = class_accuracy(predicted, labels)
+    result.setup["timings_s"] = timings
     result.setup["seconds"] = round(time.perf_counter() - t0, 1)
     return result
 

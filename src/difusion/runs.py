@@ -91,15 +91,27 @@ def samples_for_eval(
     steps: int | None = None,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    sampler: str = "ddpm",
+    eta: float = 0.0,
 ) -> tuple[Path, TrainedRun]:
-    """RUN_DIR/eval-seedS-nN[-stepsK]/samples.npz, drawn once and reused afterwards."""
+    """RUN_DIR/eval-seedS-nN[-stepsK][-SAMPLER[-etaE]]/samples.npz, drawn once and reused afterwards."""
     run = load_run(run_dir, device)
     if len(run.shape) != 3:
         raise CheckpointError(f"{run_dir} is a run on 2-D points; evaluation scores images")
     suffix = "" if steps is None else f"-steps{steps}"
+    if sampler != "ddpm":
+        suffix += f"-{sampler}" + (f"-eta{eta:g}" if sampler == "ddim" else "")
     folder = Path(run_dir) / f"eval-seed{seed}-n{n}{suffix}"
     if not (folder / "samples.npz").exists():
         sample_trained_run(
-            run, folder, n=n, seed=seed, steps=steps, device=device, progress=progress
+            run,
+            folder,
+            n=n,
+            seed=seed,
+            steps=steps,
+            device=device,
+            progress=progress,
+            sampler=sampler,
+            eta=eta,
         )
     return folder / "samples.npz", run
