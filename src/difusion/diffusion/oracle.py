@@ -66,3 +66,30 @@ class MixtureDenoiser:
         a, s = self.path.alpha_t(t, x_t), self.path.sigma_t(t, x_t)
         x0 = self.mixture.posterior_mean(x_t, a, s)
         return x0, (x_t - a * x0) / s
+
+
+class LabelledMixtureDenoiser:
+    """The exact conditional denoiser of a labelled mixture: label k means "component k", and the
+    null label ``K`` (or ``y=None``) the whole mixture. What a perfectly trained class-conditional
+    network with a null class (for classifier-free guidance) would compute."""
+
+    def __init__(self, mixture: GaussianMixture, path):
+        self.mixture, self.path = mixture, path
+        self.null_label = len(mixture.pi)
+        self.components = [
+            GaussianMixture(torch.ones(1), mixture.mu[k : k + 1], mixture.cov[k : k + 1])
+            for k in range(len(mixture.pi))
+        ]
+
+    def __call__(self, x_t: torch.Tensor, t, y=None):
+        a, s = self.path.alpha_t(t, x_t), self.path.sigma_t(t, x_t)
+        if y is None:
+            y = torch.full((x_t.shape[0],), self.null_label, dtype=torch.long)
+        x0 = torch.empty_like(x_t)
+        for label in y.unique().tolist():
+            rows = y == label
+            mix = self.mixture if label == self.null_label else self.components[label]
+            a_r = a[rows] if a.shape[0] == x_t.shape[0] else a
+            s_r = s[rows] if s.shape[0] == x_t.shape[0] else s
+            x0[rows] = mix.posterior_mean(x_t[rows], a_r, s_r)
+        return x0, (x_t - a * x0) / s

@@ -17,6 +17,13 @@ import torch
 from difusion.diffusion.schedules import make_betas
 
 
+def is_fractional(t) -> bool:
+    """True for a time (or tensor of times) that falls between the table's integer steps."""
+    if torch.is_tensor(t):
+        return t.is_floating_point() and bool((t != t.round()).any())
+    return float(t) != round(float(t))
+
+
 def _gather(table: torch.Tensor, t: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor:
     """table[t] shaped to broadcast against ``like`` (one value per example)."""
     if not torch.is_tensor(t):
@@ -56,16 +63,55 @@ class DDPMPath:
 
     # -- the shared (alpha_t, sigma_t) view -------------------------------------------------------
     def alpha_t(self, t, like: torch.Tensor) -> torch.Tensor:
-        """alpha_t = sqrt(alpha_bar_t): the scale of x_0 in x_t."""
+        """alpha_t = sqrt(alpha_bar_t): the scale of x_0 in x_t. Fractional t: see ``log_snr_at``."""
+        if is_fractional(t):
+            return self._from_log_snr(t, like, sign=1.0)
         return _gather(self.alpha_bar.sqrt(), t, like)
 
     def sigma_t(self, t, like: torch.Tensor) -> torch.Tensor:
         """sigma_t = sqrt(1 - alpha_bar_t): the scale of the noise in x_t."""
+        if is_fractional(t):
+            return self._from_log_snr(t, like, sign=-1.0)
         return _gather((1.0 - self.alpha_bar).sqrt(), t, like)
 
     def log_snr(self) -> torch.Tensor:
         """lambda_t = log(alpha_bar_t / (1 - alpha_bar_t)) for t = 0..T (+inf at t = 0)."""
         return self.alpha_bar.log() - (1.0 - self.alpha_bar).log()
+
+    # -- between the integer steps ----------------------------------------------------------------
+    # Samplers on a continuous grid (Karras sigmas) visit times between the table's integers. There
+    # the path is defined by interpolating the log-SNR linearly in t (on [1, T]), and
+    # alpha^2 = sigmoid(lambda), sigma^2 = sigmoid(-lambda) keep it variance preserving. At integer t
+    # this is the table exactly; ``t_at_log_snr`` inverts it, so a sampler that picks a noise level
+    # gets exactly that level back from alpha_t and sigma_t.
+    def log_snr_at(self, t) -> torch.Tensor:
+        """lambda at (fractional) times t in [1, T], linear between integer steps."""
+        lam = self.log_snr()
+        t = torch.as_tensor(t, dtype=torch.float64).clamp(1.0, float(self.T))
+        lo = t.floor().long().clamp(max=self.T - 1)
+        w = t - lo
+        return lam[lo] * (1.0 - w) + lam[(lo + 1).clamp(max=self.T)] * w
+
+    def t_at_log_snr(self, lam) -> torch.Tensor:
+        """The (fractional) time in [1, T] whose log-SNR is ``lam``: the inverse of ``log_snr_at``."""
+        table = self.log_snr()[1:].flip(0)  # increasing: lambda_T, ..., lambda_1
+        lam = torch.as_tensor(lam, dtype=torch.float64).clamp(table[0], table[-1])
+        j = torch.searchsorted(table, lam).clamp(1, self.T - 1)  # table[j-1] <= lam <= table[j]
+        w = (lam - table[j - 1]) / (table[j] - table[j - 1])
+        return (self.T - (j - 1)) - w  # index k in the flipped table is time T - k
+
+    def _from_log_snr(self, t, like: torch.Tensor, sign: float) -> torch.Tensor:
+        if not torch.is_tensor(t):
+            t = torch.full((like.shape[0],), float(t), dtype=torch.float64)
+        v = torch.sigmoid(sign * self.log_snr_at(t.cpu())).sqrt()
+        return v.to(device=like.device, dtype=like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+
+    def alpha_sigma(self, t) -> tuple[float, float]:
+        """(alpha_t, sigma_t) at one time t (integer or fractional) as Python floats."""
+        if t == 0:
+            return 1.0, 0.0
+        one = torch.zeros(1, dtype=torch.float64)
+        return self.alpha_t(t, one).item(), self.sigma_t(t, one).item()
 
     # -- forward process --------------------------------------------------------------------------
     def q_sample(self, x0: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:

@@ -17,8 +17,8 @@ class Step:
     """What a callback sees after each step: the index, the times t -> s, x_s and the x_0 estimate."""
 
     index: int
-    t: int
-    s: int
+    t: float  # integer on the DDPM grids, fractional on Karras grids
+    s: float
     x: torch.Tensor
     x0: torch.Tensor
 

@@ -7,6 +7,7 @@ from typing import Protocol
 import torch
 
 from difusion.diffusion.parameterization import eps_from_x0, to_x0_eps
+from difusion.diffusion.path import is_fractional
 
 
 class Denoiser(Protocol):
@@ -39,7 +40,12 @@ class ModelDenoiser:
     @torch.no_grad()
     def __call__(self, x_t: torch.Tensor, t, y: torch.Tensor | None = None):
         n = x_t.shape[0]
-        t_vec = t if torch.is_tensor(t) else torch.full((n,), int(t), dtype=torch.long)
+        if torch.is_tensor(t):
+            t_vec = t
+        elif is_fractional(t):  # a time between the table's steps (Karras grids)
+            t_vec = torch.full((n,), float(t), dtype=torch.float64)
+        else:
+            t_vec = torch.full((n,), int(t), dtype=torch.long)
         alpha, sigma = self.path.alpha_t(t_vec, x_t), self.path.sigma_t(t_vec, x_t)
         device_type = x_t.device.type
         with torch.autocast(
