@@ -70,14 +70,21 @@ class TrainConfig:
     sample_every: int = 2000  # steps between preview grids (0: never)
     checkpoint_minutes: float = 2.0  # wall-clock time between checkpoints
     threads: int | None = None  # torch CPU threads (None: all cores, split among processes)
+    p_uncond: float = (
+        0.1  # class-conditional models: share of labels dropped to the null class (CFG)
+    )
 
 
 @dataclass
 class SampleConfig:
     n: int = 64  # images (or points) to draw at the end of training and by `difusion sample`
     seed: int = 0  # image i uses seed + i
-    steps: int | None = None  # sampling steps (None: all T)
+    steps: int | None = None  # sampling steps (None: the sampler's default; all T for ddpm)
     batch_size: int = 256
+    sampler: str = "ddpm"  # ddpm, ddim, dpmpp-2m, euler or heun
+    eta: float = 0.0  # ddim only: 0 deterministic, 1 DDPM-like
+    guidance: float = 0.0  # class-conditional only: w in eps = (1 + w) eps_c - w eps_u
+    guidance_rescale: float = 0.0  # phi of Lin et al. 2023 (0.7 in the paper); 0 = off
 
 
 @dataclass
@@ -248,6 +255,16 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.steps must be positive (or null to train for train.minutes)")
     if cfg.train.minutes is not None and cfg.train.minutes <= 0:
         raise ConfigError("train.minutes must be positive")
+    if not 0.0 <= cfg.train.p_uncond < 1.0:
+        raise ConfigError("train.p_uncond must be in [0, 1)")
+    from difusion.sampling.samplers import SAMPLERS
+
+    if cfg.sample.sampler not in SAMPLERS:
+        raise ConfigError(f"sample.sampler must be one of: {', '.join(SAMPLERS)}")
+    if cfg.sample.guidance < 0 or not 0.0 <= cfg.sample.guidance_rescale <= 1.0:
+        raise ConfigError("sample.guidance must be >= 0 and sample.guidance_rescale in [0, 1]")
+    if not 0.0 <= cfg.sample.eta <= 1.0:
+        raise ConfigError(f"sample.eta must be in [0, 1], got {cfg.sample.eta}")
     if not 0.0 <= cfg.train.ema_decay < 1.0:
         raise ConfigError("train.ema_decay must be in [0, 1)")
     if any(a < 0 or a >= len(cfg.model.channel_mult) for a in cfg.model.attention_levels):

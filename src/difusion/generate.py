@@ -12,14 +12,8 @@ from tqdm.auto import tqdm
 
 from difusion.config import Config
 from difusion.errors import ConfigError
-from difusion.sampling import (
-    ModelDenoiser,
-    PerImageNoise,
-    respaced_timesteps,
-    sample_ddpm,
-    seeds_for,
-)
-from difusion.sampling.ddim import ddim_timesteps, sample_ddim
+from difusion.sampling import GuidedDenoiser, ModelDenoiser, PerImageNoise, seeds_for
+from difusion.sampling.samplers import check_sampler, run_sampler, timesteps_for
 from difusion.viz import make_grid, plot_points, save_gif, save_grid
 from difusion.viz.grid import default_scale
 from difusion.viz.plots import points_frame
@@ -60,27 +54,32 @@ def draw_samples(
     sampler: str = "ddpm",
     eta: float = 0.0,
     spacing: str = "trailing",
+    guidance: float = 0.0,
+    guidance_rescale: float = 0.0,
 ) -> Samples:
-    """n samples with DDPM ancestral sampling; image i uses seed + i, whatever the batch size.
+    """n samples from ``network``; image i uses seed + i, whatever the batch size.
 
-    ``sampler`` is ``ddpm`` (Algorithm 2; ``steps`` respaced evenly) or ``ddim`` (Song et al. eq. 12
-    with ``eta`` and a ``spacing`` of its time grid). ``trajectory`` > 0 records that many frames of the first batch's reverse process (x_t beside the
-    x_0 estimate for images, the point cloud for 2-D data).
+    ``sampler`` names one of ``difusion.sampling.SAMPLERS`` (ddpm: Algorithm 2 of Ho et al. with
+    ``steps`` respaced evenly; ddim: Song et al. eq. 12 with ``eta`` on a ``spacing`` grid; dpmpp-2m;
+    euler and heun on the Karras grid). With ``labels`` and ``guidance`` w > 0 the denoiser is
+    guided: eps = (1 + w) eps_c - w eps_u (Ho & Salimans eq. 6). ``trajectory`` > 0 records that
+    many frames of the first batch's reverse process (x_t beside the x_0 estimate for images, the
+    point cloud for 2-D data).
     """
     network.eval()
+    check_sampler(sampler)
+    images = len(shape) == 3
     denoiser = ModelDenoiser(
-        network,
-        path,
-        prediction,
-        clip_x0=clip_x0 and len(shape) == 3,
-        autocast_dtype=autocast_dtype,
+        network, path, prediction, clip_x0=clip_x0 and images, autocast_dtype=autocast_dtype
     )
-    if sampler == "ddpm":
-        ts = respaced_timesteps(path.T, steps or path.T)
-    elif sampler == "ddim":
-        ts = ddim_timesteps(path.T, min(steps or 50, path.T), spacing)
-    else:
-        raise ConfigError(f"unknown sampler {sampler!r}; choose ddpm or ddim")
+    if guidance or guidance_rescale:
+        null = getattr(network, "num_classes", None)
+        if labels is None or null is None:
+            raise ConfigError("guidance needs a class-conditional model (model.class_conditional)")
+        denoiser = GuidedDenoiser(
+            denoiser, path, guidance, null, rescale=guidance_rescale, clip_x0=clip_x0 and images
+        )
+    ts = timesteps_for(sampler, path, steps, spacing)
     seeds = seeds_for(n, seed)
     record = (
         set(np.linspace(0, len(ts) - 2, trajectory).round().astype(int).tolist())
@@ -113,21 +112,18 @@ def draw_samples(
             if first and step.index in record:
                 frames.append(_frame(step, lim, data_for_frames))
 
-        if sampler == "ddpm":
-            x = sample_ddpm(
-                denoiser,
-                path,
-                x_T,
-                timesteps=ts,
-                variance=variance,
-                y=y,
-                noise=noise.randn,
-                callback=callback,
-            )
-        else:
-            x = sample_ddim(
-                denoiser, path, x_T, ts, eta=eta, y=y, noise=noise.randn, callback=callback
-            )
+        x = run_sampler(
+            sampler,
+            denoiser,
+            path,
+            x_T,
+            ts,
+            eta=eta,
+            variance=variance,
+            y=y,
+            noise=noise.randn,
+            callback=callback,
+        )
         out.append(x)
     bar.close()
     return Samples(torch.cat(out).cpu(), labels, frames, seeds)
@@ -146,7 +142,7 @@ def _frame(step, lim: float, data: torch.Tensor | None) -> np.ndarray:
 
 
 def write_samples(
-    samples: Samples, out_dir: Path, data: torch.Tensor | None = None
+    samples: Samples, out_dir: Path, data: torch.Tensor | None = None, nrow: int | None = None
 ) -> dict[str, Path]:
     """samples.png (or samples_scatter.png for points), trajectory.gif and samples.npz in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -161,7 +157,7 @@ def write_samples(
         )
     else:
         arrays["images"] = samples.x.float().clamp(-1, 1).numpy()
-        written["grid"] = save_grid(samples.x, out_dir / "samples.png")
+        written["grid"] = save_grid(samples.x, out_dir / "samples.png", nrow=nrow)
     np.savez_compressed(out_dir / "samples.npz", **arrays)
     written["npz"] = out_dir / "samples.npz"
     if samples.frames:
@@ -169,11 +165,25 @@ def write_samples(
     return written
 
 
-def labels_for(cfg: Config, num_classes: int | None, n: int) -> torch.Tensor | None:
-    """For a class-conditional model: classes 0, 1, 2, ... in turn, one row per class."""
+def labels_for(
+    cfg: Config, num_classes: int | None, n: int, class_id: int | None = None
+) -> torch.Tensor | None:
+    """For a class-conditional model: ``class_id`` for every image, or else each class for a
+    row of the grid (image i gets class (i // row) mod K, with rows as wide as ``grid_columns``)."""
     if not (cfg.model.class_conditional and num_classes):
+        if class_id is not None:
+            raise ConfigError("--class needs a class-conditional model (model.class_conditional)")
         return None
-    return torch.arange(n) % num_classes
+    if class_id is not None:
+        if not 0 <= class_id < num_classes:
+            raise ConfigError(f"--class must be in 0..{num_classes - 1}, got {class_id}")
+        return torch.full((n,), class_id, dtype=torch.long)
+    return (torch.arange(n) // grid_columns(n, num_classes)) % num_classes
+
+
+def grid_columns(n: int, num_classes: int) -> int:
+    """Images per grid row: n / K when that fills K rows evenly, else 8."""
+    return n // num_classes if n % num_classes == 0 and n >= num_classes else 8
 
 
 def sample_run(
@@ -191,31 +201,40 @@ def sample_run(
     n: int | None = None,
     seed: int | None = None,
     steps: int | None = None,
-    sampler: str = "ddpm",
-    eta: float = 0.0,
+    sampler: str | None = None,
+    eta: float | None = None,
+    guidance: float | None = None,
+    guidance_rescale: float | None = None,
+    class_id: int | None = None,
 ) -> dict[str, Path]:
-    """A run's pictures: n samples (default ``cfg.sample.n``) with the run's sampling settings,
-    a 40-frame trajectory GIF and an .npz, written to ``out_dir``. ``points`` is the 2-D
-    training data, drawn under 2-D samples."""
-    n = n or cfg.sample.n
+    """A run's pictures: n samples (default ``cfg.sample.n``) with the run's sampling settings
+    (``cfg.sample``; any argument given here overrides its namesake), a 40-frame trajectory GIF
+    and an .npz, written to ``out_dir``. ``points`` is the 2-D training data, drawn under 2-D
+    samples. A class-conditional model draws one class per grid row unless ``class_id`` is given."""
+    sc = cfg.sample
+    n = n or sc.n
+    labels = labels_for(cfg, num_classes, n, class_id)
     samples = draw_samples(
         model,
         path,
         shape,
         n=n,
-        seed=cfg.sample.seed if seed is None else seed,
-        steps=steps or cfg.sample.steps,
+        seed=sc.seed if seed is None else seed,
+        steps=steps or sc.steps,
         prediction=cfg.diffusion.prediction,
         variance=cfg.diffusion.variance,
         clip_x0=cfg.diffusion.clip_x0,
-        labels=labels_for(cfg, num_classes, n),
-        batch_size=cfg.sample.batch_size,
+        labels=labels,
+        batch_size=sc.batch_size,
         autocast_dtype=amp,
         device=device,
         trajectory=40,
         progress=progress,
         data_for_frames=points[:2000] if points is not None else None,
-        sampler=sampler,
-        eta=eta,
+        sampler=sc.sampler if sampler is None else sampler,
+        eta=sc.eta if eta is None else eta,
+        guidance=sc.guidance if guidance is None else guidance,
+        guidance_rescale=sc.guidance_rescale if guidance_rescale is None else guidance_rescale,
     )
-    return write_samples(samples, out_dir, points)
+    nrow = grid_columns(n, num_classes) if labels is not None and class_id is None else None
+    return write_samples(samples, out_dir, points, nrow=nrow)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,10 +57,14 @@ def sample_trained_run(
     device: torch.device | str = "cpu",
     points: torch.Tensor | None = None,
     progress: bool = True,
-    sampler: str = "ddpm",
-    eta: float = 0.0,
+    sampler: str | None = None,
+    eta: float | None = None,
+    guidance: float | None = None,
+    guidance_rescale: float | None = None,
+    class_id: int | None = None,
 ) -> dict[str, Path]:
-    """Draw n samples from a loaded run with its own sampling settings into ``folder``."""
+    """Draw n samples from a loaded run into ``folder``, with its own sampling settings unless
+    an argument overrides one (see :func:`difusion.generate.sample_run`)."""
     from difusion.generate import sample_run
     from difusion.training.precision import autocast_dtype
 
@@ -80,6 +85,9 @@ def sample_trained_run(
         steps=steps,
         sampler=sampler,
         eta=eta,
+        guidance=guidance,
+        guidance_rescale=guidance_rescale,
+        class_id=class_id,
     )
 
 
@@ -93,16 +101,31 @@ def samples_for_eval(
     progress: bool = True,
     sampler: str = "ddpm",
     eta: float = 0.0,
+    guidance: float | None = None,
+    variance: str | None = None,
 ) -> tuple[Path, TrainedRun]:
-    """RUN_DIR/eval-seedS-nN[-stepsK][-SAMPLER[-etaE]]/samples.npz, drawn once and reused afterwards."""
+    """RUN_DIR/eval-seedS-nN[-stepsK][-SAMPLER[-etaE]][-wG]/samples.npz, drawn once and reused.
+
+    Evaluation fixes the sampler (default: ancestral DDPM) rather than taking the run's own
+    ``sample.sampler``, so a number's folder name says how it was drawn. ``guidance`` None takes
+    the run's ``sample.guidance``; ``variance`` None the run's ``diffusion.variance`` (ddpm only).
+    The wall time of the drawing is kept beside the samples in ``sampling_seconds.txt``."""
     run = load_run(run_dir, device)
     if len(run.shape) != 3:
         raise CheckpointError(f"{run_dir} is a run on 2-D points; evaluation scores images")
     suffix = "" if steps is None else f"-steps{steps}"
     if sampler != "ddpm":
         suffix += f"-{sampler}" + (f"-eta{eta:g}" if sampler == "ddim" else "")
+    if guidance is None:
+        guidance = run.config.sample.guidance
+    if guidance:
+        suffix += f"-w{guidance:g}"
+    if variance is not None and sampler == "ddpm":
+        run.config.diffusion.variance = variance
+        suffix += f"-{variance}"
     folder = Path(run_dir) / f"eval-seed{seed}-n{n}{suffix}"
     if not (folder / "samples.npz").exists():
+        started = time.perf_counter()
         sample_trained_run(
             run,
             folder,
@@ -113,5 +136,7 @@ def samples_for_eval(
             progress=progress,
             sampler=sampler,
             eta=eta,
+            guidance=guidance,
         )
+        (folder / "sampling_seconds.txt").write_text(f"{time.perf_counter() - started:.1f}\n")
     return folder / "samples.npz", run

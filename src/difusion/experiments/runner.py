@@ -13,24 +13,33 @@ from difusion.errors import DifusionError
 
 
 @dataclass
-class RunSpec:
-    """One run of an experiment: a label, a preset and its overrides."""
-
-    label: str
-    preset: str
-    overrides: list[str] = field(default_factory=list)
-    x: float | None = None  # where this run sits on the experiment's x axis (e.g. minutes)
-
-
-@dataclass
 class EvalSpec:
     n: int = 2000  # samples per run
     steps: int | None = None  # sampling steps (None: all T)
-    sampler: str = "ddpm"  # ddpm (ancestral) or ddim
+    sampler: str = "ddpm"  # any of difusion.sampling.SAMPLERS
     eta: float = 0.0  # DDIM's eta
     features: tuple[str, ...] = ("domain",)
     metrics: tuple[str, ...] = ("fid", "kid", "pr")
     n_reference: int | None = None  # reference images (None: the whole split)
+    variance: str | None = None  # ddpm's sigma_t^2 (None: the run's)
+    guidance: float | None = None  # classifier-free guidance w (None: the run's)
+
+
+@dataclass
+class RunSpec:
+    """One row of an experiment: a run (a preset and its overrides) and how it is scored.
+
+    Rows may share a run (``run``: its folder under the runs root, default EXPERIMENT/LABEL), so
+    one trained model can be scored with several samplers; ``group`` and ``x`` place the row in a
+    pivot table (one line per group, x along the top)."""
+
+    label: str
+    preset: str
+    overrides: list[str] = field(default_factory=list)
+    x: float | None = None  # where this row sits on the experiment's x axis (e.g. minutes)
+    run: str | None = None
+    group: str | None = None
+    evaluation: EvalSpec | None = None  # None: the experiment's
 
 
 @dataclass
@@ -42,6 +51,7 @@ class Experiment:
     evaluation: EvalSpec
     x_label: str = ""
     command: str = ""  # how to reproduce, printed into the results page
+    notes: str = ""  # Markdown after the tables (what to read from them)
 
 
 Recipe = Callable[[str], Experiment]  # budget -> experiment
@@ -64,7 +74,7 @@ def run_experiment(
     device = default_device()
     rows = []
     for spec in exp.runs:
-        run_dir = runs_root / exp.name / spec.label
+        run_dir = runs_root / (spec.run or f"{exp.name}/{spec.label}")
         started = time.perf_counter()
         if _finished(run_dir):
             state = "reused"
@@ -74,8 +84,9 @@ def run_experiment(
         else:
             train(load_config(spec.preset, spec.overrides), run_dir, progress=progress)
             state = "trained"
-        row = {"label": spec.label, "x": spec.x, "run": str(run_dir), "state": state}
-        ev = exp.evaluation
+        row = {"label": spec.label, "x": spec.x, "group": spec.group, "run": str(run_dir)}
+        row["state"] = state
+        ev = spec.evaluation or exp.evaluation
         samples_path, _ = samples_for_eval(
             run_dir,
             n=ev.n,
@@ -84,8 +95,15 @@ def run_experiment(
             progress=progress,
             sampler=ev.sampler,
             eta=ev.eta,
+            guidance=ev.guidance,
+            variance=ev.variance,
         )
+        row["sampler"] = ev.sampler + (f" eta={ev.eta:g}" if ev.sampler == "ddim" else "")
+        row["sampler"] += f" {ev.variance}" if ev.variance else ""
+        row["steps"] = ev.steps
         folder = samples_path.parent
+        timing = folder / "sampling_seconds.txt"
+        row["sampling_s"] = float(timing.read_text()) if timing.exists() else None
         images, labels, _ = load_samples(folder / "samples.npz")
         cfg = load_config(spec.preset, spec.overrides)
         for feats in ev.features:
@@ -116,7 +134,10 @@ def run_experiment(
 
 
 def write_results(exp: Experiment, rows: list[dict], out_dir: Path) -> Path:
-    """A Markdown table (one row per run), the raw rows as JSON, and a plot of each metric over x."""
+    """A Markdown table (one row per run), the raw rows as JSON, and a plot of each metric over x.
+
+    With groups, also a pivot table per headline metric (a line per group, x across) and a plot
+    with a line per group."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,16 +145,20 @@ def write_results(exp: Experiment, rows: list[dict], out_dir: Path) -> Path:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
-    keys = [k for k in rows[0] if k.startswith(("fid", "kid", "precision", "recall", "class_acc"))]
-    keys = [k for k in keys if not k.endswith("_std")]
+    prefixes = ("fid", "kid", "precision", "recall", "class_acc")
+    keys = [k for k in rows[0] if k.startswith(prefixes) and not k.endswith("_std")]
     lines = [f"# {exp.title}", "", exp.description, "", f"Reproduce: `{exp.command}`", ""]
-    header = ["run", exp.x_label or "x", *keys, "training"]
+    grouped = any(r.get("group") for r in rows)
+    if grouped:
+        lines += _pivot_tables(exp, rows, [k for k in keys if k.startswith(("fid", "class_acc"))])
+        lines += ["All rows:", ""]
+    header = ["run", exp.x_label or "x", "sampler", *keys, "sampling s", "training"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         vals = [f"{r[k]:.3f}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in keys]
-        lines.append(
-            f"| {r['label']} | {r['x']} | " + " | ".join(vals) + f" | {r['train_report']} |"
-        )
+        cells = [r["label"], str(r["x"]), str(r.get("sampler", "")), *vals]
+        cells += [str(r.get("sampling_s", "")), r["train_report"]]
+        lines.append("| " + " | ".join(cells) + " |")
     setups = {k: v for r in rows for k, v in r.items() if k.startswith("setup_")}
     lines += ["", "Measured with:"]
     for key, s in setups.items():
@@ -145,17 +170,42 @@ def write_results(exp: Experiment, rows: list[dict], out_dir: Path) -> Path:
     if all(x is not None for x in xs) and keys:
         fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3), dpi=110, squeeze=False)
         for ax, k in zip(axes[0], keys, strict=True):
-            ax.plot(xs, [r.get(k, float("nan")) for r in rows], "o-")
+            for group in dict.fromkeys(r.get("group") for r in rows):
+                sel = [r for r in rows if r.get("group") == group]
+                ax.plot(
+                    [r["x"] for r in sel], [r.get(k, float("nan")) for r in sel], "o-", label=group
+                )
+            if grouped:
+                ax.set_xscale("log")
             ax.set_xlabel(exp.x_label)
             ax.set_title(k)
             ax.grid(alpha=0.3)
+        if grouped:
+            axes[0][0].legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(out_dir / "metrics.png")
         plt.close(fig)
         lines += ["", "![metrics against " + exp.x_label + "](metrics.png)"]
+    if exp.notes:
+        lines += ["", exp.notes]
     page = out_dir / "README.md"
     page.write_text("\n".join(lines) + "\n")
     return page
+
+
+def _pivot_tables(exp: Experiment, rows: list[dict], keys: list[str]) -> list[str]:
+    groups = list(dict.fromkeys(r["group"] for r in rows))
+    xs = sorted({r["x"] for r in rows})
+    out = []
+    for k in keys:
+        out += [f"**{k}** ({exp.x_label} across):", ""]
+        out += ["| | " + " | ".join(f"{x:g}" for x in xs) + " |", "|---|" + "---|" * len(xs)]
+        for g in groups:
+            cell = {r["x"]: r.get(k) for r in rows if r["group"] == g}
+            vals = [f"{cell[x]:.2f}" if isinstance(cell.get(x), float) else "" for x in xs]
+            out.append(f"| {g} | " + " | ".join(vals) + " |")
+        out.append("")
+    return out
 
 
 def learning_curve(budget: str) -> Experiment:
@@ -174,12 +224,11 @@ def learning_curve(budget: str) -> Experiment:
         ev = EvalSpec(n=128, steps=20, features=("domain",), n_reference=500)
     elif budget == "full":
         minutes = [2.5, 5.0, 10.0, 20.0]
-        extra = []
+        extra = ["sample.sampler=dpmpp-2m", "sample.steps=20"]
         ev = EvalSpec(
             n=2000,
-            steps=100,
-            sampler="ddim",
-            eta=0.0,
+            steps=20,
+            sampler="dpmpp-2m",
             features=("domain", "inception"),
             n_reference=None,
         )
@@ -193,11 +242,7 @@ def learning_curve(budget: str) -> Experiment:
         title="Learning curve of the default Fashion-MNIST preset",
         description="Each row is its own run of `difusion train fashion-mnist` with the given time "
         "budget on a 2-core CPU, sampled with "
-        + (
-            "deterministic DDIM (eta = 0) in 100 steps"
-            if budget == "full"
-            else "20 ancestral steps"
-        )
+        + ("DPM-Solver++(2M) in 20 steps" if budget == "full" else "20 ancestral steps")
         + " and scored against the Fashion-MNIST test set.",
         runs=runs,
         evaluation=ev,
@@ -206,7 +251,114 @@ def learning_curve(budget: str) -> Experiment:
     )
 
 
-EXPERIMENTS: dict[str, Recipe] = {"learning-curve": learning_curve}
+SAMPLER_TABLE_NOTES = """How to read it (Song et al. 2021, Table 1, in miniature): each column is a number of
+sampling steps S (network evaluations; Heun makes 2S' - 1 = S - 1 calls with S' = S/2 steps). The
+DDIM rows differ only in eta (eq. 16): 0 is the deterministic ODE-like sampler, 1 has DDPM's
+posterior variance. The sigma-hat row is ancestral DDPM with the larger variance
+beta_{t|s} = 1 - alpha_bar_t / alpha_bar_s on the respaced grid; at S = 1000 it is the 1000-step
+reference. The paper's claims are that eta = 0 is best at few steps and sigma-hat is catastrophic
+there; see the tutorial (docs/sampling.md) for whether they held here."""
+
+
+def sampler_table(budget: str) -> Experiment:
+    """DDIM's Table 1 in miniature on one trained Fashion-MNIST model, plus DPM-Solver++(2M) and
+    Heun at matching network evaluations."""
+    if budget == "small":
+        run = RunSpec("", "fashion-mnist", _SMALL, run="sampler-table-small/model")
+        steps, etas, n, ref = [5, 10], [0.0, 1.0], 64, 500
+    elif budget == "full":
+        run = RunSpec("", "fashion-mnist", _LC_FULL + ["train.minutes=10"], run=_LC_10)
+        steps, etas, n, ref = [10, 20, 50, 100], [0.0, 0.2, 0.5, 1.0], 500, None
+    else:
+        raise DifusionError(f"unknown --budget {budget!r}; choose small or full")
+
+    def row(group: str, x: int, ev: EvalSpec) -> RunSpec:
+        return RunSpec(f"{group} S={x}", run.preset, run.overrides, x, run.run, group, ev)
+
+    metrics = ("fid", "pr")
+    rows = [
+        row(f"ddim eta={eta:g}", s, EvalSpec(n, s, "ddim", eta, metrics=metrics, n_reference=ref))
+        for eta in etas
+        for s in steps
+    ]
+    for s in [*steps, 1000] if budget == "full" else steps:
+        ev = EvalSpec(n, s, "ddpm", metrics=metrics, n_reference=ref, variance="beta")
+        rows.append(row("ddpm sigma-hat", s, ev))
+    for s in steps:
+        rows.append(
+            row("dpmpp-2m", s, EvalSpec(n, s, "dpmpp-2m", metrics=metrics, n_reference=ref))
+        )
+    for s in steps:
+        ev = EvalSpec(n, max(1, s // 2), "heun", metrics=metrics, n_reference=ref)
+        rows.append(row("heun", s, ev))
+    return Experiment(
+        name="sampler-table" + ("-small" if budget == "small" else ""),
+        title="Samplers at few steps: DDIM's Table 1 in miniature",
+        description="One model (the learning curve's 10-minute run of the default Fashion-MNIST "
+        f"preset) sampled {n} times (seeds 0..{n - 1}) by each sampler; domain FID (the shipped "
+        "Fashion-MNIST classifier's features) against the test set.",
+        runs=rows,
+        evaluation=EvalSpec(n),
+        x_label="network evaluations S",
+        command=f"difusion experiment sampler-table --budget {budget}",
+        notes=SAMPLER_TABLE_NOTES,
+    )
+
+
+def guidance_sweep(budget: str) -> Experiment:
+    """A class-conditional model sampled with classifier-free guidance w in {0, 0.5, 1, 2, 4}."""
+    if budget == "small":
+        overrides = [*_SMALL, "sample.n=20"]
+        ws, n, ref = [0.0, 2.0], 100, 500
+    elif budget == "full":
+        overrides = []
+        ws, n, ref = [0.0, 0.5, 1.0, 2.0, 4.0], 500, None
+    else:
+        raise DifusionError(f"unknown --budget {budget!r}; choose small or full")
+    name = "guidance" + ("-small" if budget == "small" else "")
+    rows = [
+        RunSpec(
+            f"w={w:g}",
+            "fashion-mnist-cond",
+            overrides,
+            x=w,
+            run=f"{name}/model",
+            evaluation=EvalSpec(
+                n, 20, "dpmpp-2m", metrics=("fid", "pr", "acc"), n_reference=ref, guidance=w
+            ),
+        )
+        for w in ws
+    ]
+    return Experiment(
+        name=name,
+        title="Classifier-free guidance: class accuracy against FID and recall",
+        description="The `fashion-mnist-cond` preset (10 minutes, 10% of labels dropped to the "
+        f"null class) sampled {n} times per guidance scale w ({n // 10} per class) with "
+        "DPM-Solver++(2M) in 20 steps; eps = (1 + w) eps_c - w eps_u. Domain features.",
+        runs=rows,
+        evaluation=EvalSpec(n),
+        x_label="guidance w",
+        command=f"difusion experiment guidance --budget {budget}",
+    )
+
+
+# The learning curve's runs, shared with the experiments that only sample a trained model.
+_LC_FULL = ["sample.sampler=dpmpp-2m", "sample.steps=20"]
+_LC_10 = "learning-curve/10min"
+_SMALL = [
+    "train.minutes=0.2",
+    "model.base_channels=8",
+    "model.num_res_blocks=1",
+    "train.sample_every=0",
+    "sample.n=16",
+    "sample.steps=20",
+]
+
+EXPERIMENTS: dict[str, Recipe] = {
+    "learning-curve": learning_curve,
+    "sampler-table": sampler_table,
+    "guidance": guidance_sweep,
+}
 
 
 def get_experiment(name: str, budget: str) -> Experiment:

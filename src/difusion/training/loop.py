@@ -249,6 +249,9 @@ def _train(
                 flip = torch.rand(len(idx), generator=data_gen).to(device) < 0.5
                 x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
             y = labels[idx] if use_labels else None
+            if y is not None and tc.p_uncond > 0:  # label dropout for classifier-free guidance
+                drop = torch.rand(len(idx), generator=data_gen).to(device) < tc.p_uncond
+                y = torch.where(drop, torch.full_like(y, dataset.num_classes), y)
 
             loss = simple_loss(
                 model,
