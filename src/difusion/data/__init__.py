@@ -5,7 +5,7 @@ name               kind    source
 =================  ======  ==============================================================
 ``toy2d``          points  generated 2-D distributions (moons, swiss_roll, 8gaussians, ...)
 ``digits``         image   scikit-learn's 8x8 digits, shipped with scikit-learn
-``mnist``          image   MNIST IDX files (download)
+``mnist``          image   MNIST IDX files (download, or ``difusion fetch mnist``)
 ``fashion-mnist``  image   Fashion-MNIST IDX files (Debian package or download)
 ``cifar10``        image   CIFAR-10 binary batches (download)
 ``folder``         image   any directory of images (``root=`` the folder)

