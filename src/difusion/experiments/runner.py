@@ -361,7 +361,25 @@ EXPERIMENTS: dict[str, Recipe] = {
 }
 
 
+NAMES = (*EXPERIMENTS, "inversion")
+
+
 def get_experiment(name: str, budget: str) -> Experiment:
     if name not in EXPERIMENTS:
-        raise DifusionError(f"unknown experiment {name!r}; experiments: {', '.join(EXPERIMENTS)}")
+        raise DifusionError(f"unknown experiment {name!r}; experiments: {', '.join(NAMES)}")
     return EXPERIMENTS[name](budget)
+
+
+def run_named(
+    name: str, budget: str, runs_root: Path, results_root: Path, progress: bool = True
+) -> Path:
+    """Run experiment ``name`` at ``budget``; returns its results page. ``inversion`` samples the
+    model of another experiment (it trains nothing), so run that one first."""
+    if name == "inversion":
+        from difusion.experiments.inversion import inversion_settings, run_inversion
+
+        folder, steps, n = inversion_settings(budget)
+        out = results_root / ("inversion" + ("-small" if budget == "small" else ""))
+        command = f"difusion experiment inversion --budget {budget}"
+        return run_inversion(runs_root / folder, out, steps, n, command, progress)
+    return run_experiment(get_experiment(name, budget), runs_root, results_root, progress)
