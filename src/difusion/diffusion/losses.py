@@ -40,3 +40,12 @@ def simple_loss(
         output = network(x_t, t.to(x0.dtype), y)
     goal = target(prediction, x0, eps, alpha, sigma)
     return (output.float() - goal).pow(2).mean()
+
+
+def drop_labels(
+    y: torch.Tensor, p_uncond: float, null_label: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Classifier-free guidance training (Ho & Salimans 2022, Algorithm 1): replace each label by
+    the null label with probability ``p_uncond``, so one network learns eps(x, y) and eps(x, null)."""
+    drop = torch.rand(y.shape, generator=generator).to(y.device) < p_uncond
+    return torch.where(drop, torch.full_like(y, null_label), y)

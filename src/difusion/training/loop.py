@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from difusion.build import build_dataset, build_network, build_path
 from difusion.config import Config, config_from_dict, load_yaml, save_config
-from difusion.diffusion.losses import simple_loss
+from difusion.diffusion.losses import drop_labels, simple_loss
 from difusion.errors import ConfigError, TrainingError
 from difusion.generate import bar_interval, draw_samples, labels_for, sample_run
 from difusion.nn import num_parameters
@@ -250,8 +250,7 @@ def _train(
                 x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
             y = labels[idx] if use_labels else None
             if y is not None and tc.p_uncond > 0:  # label dropout for classifier-free guidance
-                drop = torch.rand(len(idx), generator=data_gen).to(device) < tc.p_uncond
-                y = torch.where(drop, torch.full_like(y, dataset.num_classes), y)
+                y = drop_labels(y, tc.p_uncond, dataset.num_classes, data_gen)
 
             loss = simple_loss(
                 model,
