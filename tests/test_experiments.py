@@ -34,3 +34,23 @@ def test_unknown_experiment_or_budget():
         get_experiment("nope", "small")
     with pytest.raises(DifusionError, match="small or full"):
         get_experiment("learning-curve", "huge")
+
+
+@pytest.mark.skipif(not fashion, reason="Fashion-MNIST is not installed")
+def test_sampler_table_trains_once_and_pivots(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    exp = get_experiment("sampler-table", "small")
+    page = run_experiment(exp, tmp_path / "runs", tmp_path / "results", progress=False)
+    rows = json.loads((page.parent / "results.json").read_text())
+    # Every row samples the same model: it is trained by the first row and reused by the rest.
+    assert [r["state"] for r in rows] == ["trained"] + ["reused"] * (len(rows) - 1)
+    assert len({r["run"] for r in rows}) == 1
+    text = page.read_text()
+    for group in ("ddim eta=0", "ddim eta=1", "ddpm sigma-hat", "dpmpp-2m", "heun"):
+        assert f"| {group} |" in text  # one pivot line per sampler
+    # The pivot cell is the row's own number.
+    r = next(r for r in rows if r["group"] == "dpmpp-2m" and r["x"] == 10)
+    assert f"{r['fid_domain']:.2f} |" in text.split("All rows")[0]
+    # Heun at 10 network evaluations takes 5 steps; every draw is stored with its sampler's name.
+    heun = next(r for r in rows if r["group"] == "heun" and r["x"] == 10)
+    assert heun["steps"] == 5 and heun["sampler"] == "heun"

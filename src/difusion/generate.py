@@ -168,8 +168,8 @@ def write_samples(
 def labels_for(
     cfg: Config, num_classes: int | None, n: int, class_id: int | None = None
 ) -> torch.Tensor | None:
-    """For a class-conditional model: ``class_id`` for every image, or else each class for a
-    row of the grid (image i gets class (i // row) mod K, with rows as wide as ``grid_columns``)."""
+    """For a class-conditional model: ``class_id`` for every image; else, when n is a multiple of
+    the K classes, one class per grid row (n / K images each); else classes 0, 1, ... in turn."""
     if not (cfg.model.class_conditional and num_classes):
         if class_id is not None:
             raise ConfigError("--class needs a class-conditional model (model.class_conditional)")
@@ -178,12 +178,14 @@ def labels_for(
         if not 0 <= class_id < num_classes:
             raise ConfigError(f"--class must be in 0..{num_classes - 1}, got {class_id}")
         return torch.full((n,), class_id, dtype=torch.long)
-    return (torch.arange(n) // grid_columns(n, num_classes)) % num_classes
+    if n % num_classes == 0:
+        return torch.arange(n) // (n // num_classes)
+    return torch.arange(n) % num_classes
 
 
-def grid_columns(n: int, num_classes: int) -> int:
-    """Images per grid row: n / K when that fills K rows evenly, else 8."""
-    return n // num_classes if n % num_classes == 0 and n >= num_classes else 8
+def grid_columns(n: int, num_classes: int) -> int | None:
+    """Images per grid row: n / K when each class has a row, else the grid's default."""
+    return n // num_classes if n % num_classes == 0 else None
 
 
 def sample_run(
