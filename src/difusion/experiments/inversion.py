@@ -157,7 +157,7 @@ def inversion_settings(budget: str) -> tuple[str, list[int], int]:
     if budget == "small":
         return "sampler-table-small/model", [5, 10], 8
     if budget == "full":
-        return "learning-curve/10min", [10, 20, 50, 100, 200], 100
+        return "learning-curve/10min", [10, 20, 50, 100], 64
     raise DifusionError(f"unknown --budget {budget!r}; choose small or full")
 
 
