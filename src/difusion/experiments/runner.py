@@ -110,7 +110,7 @@ def run_experiment(
             out = folder / f"eval-{feats}.json"
             if out.exists():
                 result = json.loads(out.read_text())
-                row.update(result["metrics"])
+                row.update(_named(result["metrics"], feats))
                 row["setup_" + feats] = result["setup"]
                 continue
             r = evaluate(
@@ -124,13 +124,19 @@ def run_experiment(
                 progress=progress,
             )
             write_json(r, out)
-            row.update(r.metrics)
+            row.update(_named(r.metrics, feats))
             row["setup_" + feats] = r.setup
         report = (run_dir / "report.md").read_text()
         row["train_report"] = report.splitlines()[3] if len(report.splitlines()) > 3 else ""
         row["seconds"] = round(time.perf_counter() - started, 1)
         rows.append(row)
     return write_results(exp, rows, results_root / exp.name)
+
+
+def _named(metrics: dict, features: str) -> dict:
+    """Precision and recall depend on the feature network too: name them after it, as FID and KID
+    already are, so two feature networks in one row do not overwrite each other."""
+    return {f"{k}_{features}" if k in ("precision", "recall") else k: v for k, v in metrics.items()}
 
 
 def write_results(exp: Experiment, rows: list[dict], out_dir: Path) -> Path:
@@ -168,8 +174,14 @@ def write_results(exp: Experiment, rows: list[dict], out_dir: Path) -> Path:
         )
     xs = [r["x"] for r in rows]
     if all(x is not None for x in xs) and keys:
-        fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3), dpi=110, squeeze=False)
-        for ax, k in zip(axes[0], keys, strict=True):
+        cols = min(4, len(keys))
+        nrows = -(-len(keys) // cols)
+        fig, axes = plt.subplots(
+            nrows, cols, figsize=(3.2 * cols, 2.8 * nrows), dpi=110, squeeze=False
+        )
+        for ax in axes.flat[len(keys) :]:
+            ax.axis("off")
+        for ax, k in zip(axes.flat, keys, strict=False):
             for group in dict.fromkeys(r.get("group") for r in rows):
                 sel = [r for r in rows if r.get("group") == group]
                 ax.plot(
