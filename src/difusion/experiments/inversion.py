@@ -41,7 +41,16 @@ def run_inversion(
     run = load_run(run_dir)
     cfg = run.config
     amp = autocast_dtype(cfg.train.precision, torch.device("cpu"))
-    den = ModelDenoiser(run.network, run.path, cfg.diffusion.prediction, autocast_dtype=amp)
+    # Clipping the x_0 estimate to [-1, 1], as the samplers do for images, keeps both directions
+    # stable near t = T, where x_0 = (x_t - sigma_t eps) / alpha_t amplifies the network's error by
+    # 1 / alpha_T (2e4 for the cosine schedule).
+    den = ModelDenoiser(
+        run.network,
+        run.path,
+        cfg.diffusion.prediction,
+        clip_x0=cfg.diffusion.clip_x0,
+        autocast_dtype=amp,
+    )
     x0 = load_dataset(cfg.data.name, split="test").data[:n].float()
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, recon = [], {}
