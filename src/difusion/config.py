@@ -260,7 +260,10 @@ def validate(cfg: Config) -> None:
     from difusion.sampling.samplers import SAMPLERS
 
     if cfg.sample.sampler not in SAMPLERS:
-        raise ConfigError(f"sample.sampler must be one of: {', '.join(SAMPLERS)}")
+        raise ConfigError(
+            f"unknown sampler {cfg.sample.sampler!r} (--sampler or sample.sampler); choose one "
+            f"of: {', '.join(SAMPLERS)}"
+        )
     if cfg.sample.guidance < 0 or not 0.0 <= cfg.sample.guidance_rescale <= 1.0:
         raise ConfigError("sample.guidance must be >= 0 and sample.guidance_rescale in [0, 1]")
     if not 0.0 <= cfg.sample.eta <= 1.0:
