@@ -88,13 +88,34 @@ class SampleConfig:
 
 
 @dataclass
+class AutoencoderConfig:
+    """``objective: autoencoder`` (src/difusion/autoencoders/): the model family and its loss."""
+
+    kind: str = "ae"  # ae, dae, sae, cae, vae, beta-vae, vqvae
+    code_size: int = 32
+
+
+@dataclass
+class SegmentationConfig:
+    """``objective: segmentation`` (src/difusion/segmentation/): the Ronneberger U-Net's training."""
+
+    w0: float = 10.0  # border weight of the weight map
+    sigma: float = 5.0  # its width in pixels
+
+
+@dataclass
 class Config:
     name: str = "run"
+    objective: str = (
+        "diffusion"  # what the training loop trains: diffusion, autoencoder, segmentation
+    )
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -224,7 +245,9 @@ def validate(cfg: Config) -> None:
     from difusion.diffusion.parameterization import check_prediction
     from difusion.diffusion.schedules import SCHEDULES
     from difusion.sampling.ddpm import VARIANCES
+    from difusion.training.objectives import objective_class
 
+    objective_class(cfg.objective).validate(cfg)  # an unknown objective lists the known ones
     check_prediction(cfg.diffusion.prediction)
     if cfg.diffusion.schedule not in SCHEDULES:
         raise ConfigError(

@@ -54,8 +54,12 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     rng: dict[str, torch.Tensor] | None = None,
     meta: dict | None = None,
+    extra: dict[str, dict[str, torch.Tensor]] | None = None,
 ) -> Path:
-    """Write everything needed to resume (or just to sample) to ``path``, atomically."""
+    """Write everything needed to resume (or just to sample) to ``path``, atomically.
+
+    ``extra`` maps a group name to more tensors (an objective's own state), read back as a group.
+    """
     path = Path(path)
     tensors: dict[str, torch.Tensor] = {}
     for prefix, module in (("model", model), ("ema", ema)):
@@ -68,6 +72,9 @@ def save_checkpoint(
         tensors.update(optim_tensors)
     for name, value in (rng or {}).items():
         tensors[f"rng/{name}"] = value
+    for group, values in (extra or {}).items():
+        for name, value in values.items():
+            tensors[f"{group}/{name}"] = value.detach().cpu().contiguous()
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     save_file(tensors, str(tmp), metadata={"difusion": json.dumps(info)})
     with open(tmp, "rb") as f:

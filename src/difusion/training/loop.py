@@ -19,11 +19,9 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from difusion.build import build_dataset, build_network, build_path
 from difusion.config import Config, config_from_dict, load_yaml, save_config
-from difusion.diffusion.losses import drop_labels, simple_loss
 from difusion.errors import ConfigError, TrainingError
-from difusion.generate import bar_interval, draw_samples, labels_for, sample_run
+from difusion.generate import bar_interval
 from difusion.nn import num_parameters
 from difusion.training import distributed
 from difusion.training.checkpoint import (
@@ -33,9 +31,10 @@ from difusion.training.checkpoint import (
     save_checkpoint,
 )
 from difusion.training.ema import EMA
+from difusion.training.objectives import build_objective
 from difusion.training.precision import autocast_dtype
 from difusion.training.schedule import lr_factor
-from difusion.viz import plot_loss, save_grid
+from difusion.viz import plot_loss
 
 CHECKPOINT = "checkpoint.safetensors"
 
@@ -122,12 +121,8 @@ def _train(
 ) -> RunResult:
     tc = cfg.train
     torch.manual_seed(tc.seed)
-    dataset = build_dataset(cfg)
-    data = dataset.data.to(device)
-    labels = dataset.labels.to(device) if dataset.labels is not None else None
-    use_labels = cfg.model.class_conditional and labels is not None
-    network = build_network(cfg, dataset.shape, dataset.num_classes).to(device)
-    path = build_path(cfg)
+    objective = build_objective(cfg, device)
+    network = objective.network
     ema = EMA(network, tc.ema_decay)
     optimizer = torch.optim.AdamW(network.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     amp = autocast_dtype(tc.precision, device)
@@ -143,6 +138,7 @@ def _train(
         load_module(network, groups["model"], ckpt_path)
         load_module(ema.model, groups["ema"], ckpt_path)
         restore_optimizer(optimizer, groups.get("optim", {}), info)
+        objective.load_state(groups.get("objective", {}))
         meta = info["meta"]
         step, elapsed = int(meta["step"]), float(meta["elapsed"])
         rng = groups.get("rng", {})
@@ -189,12 +185,13 @@ def _train(
             ema=ema.model,
             optimizer=optimizer,
             rng={"data": data_gen.get_state(), "loss": loss_gen.get_state()},
+            extra={"objective": objective.state()},
             meta={
                 "step": step,
                 "elapsed": elapsed,
                 "params": num_parameters(network),
-                "shape": list(dataset.shape),
-                "num_classes": dataset.num_classes,
+                "objective": cfg.objective,
+                **objective.meta(),
             },
         )
 
@@ -209,7 +206,7 @@ def _train(
             f"{' or ' if tc.steps else ''}{tc.minutes:g} min" if tc.minutes else ""
         )
         tqdm.write(
-            f"difusion: {cfg.name}: {dataset.name} {tuple(dataset.shape)} x {len(dataset)}, "
+            f"difusion: {cfg.name}: {objective.describe()}, "
             f"{n_params / 1e6:.2f}M params, {'bf16' if amp else 'fp32'}, "
             f"{d.world_size} process(es), budget {budget}; run folder {run_dir}"
         )
@@ -243,24 +240,8 @@ def _train(
             for group in optimizer.param_groups:
                 group["lr"] = tc.lr * lr_factor(step, p, tc.warmup_steps, tc.min_lr_ratio)
 
-            idx = torch.randint(len(data), (tc.batch_size,), generator=data_gen).to(device)
-            x0 = data[idx]
-            if cfg.data.hflip and x0.dim() == 4:
-                flip = torch.rand(len(idx), generator=data_gen).to(device) < 0.5
-                x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-            y = labels[idx] if use_labels else None
-            if y is not None and tc.p_uncond > 0:  # label dropout for classifier-free guidance
-                y = drop_labels(y, tc.p_uncond, dataset.num_classes, data_gen)
-
-            loss = simple_loss(
-                model,
-                path,
-                x0,
-                prediction=cfg.diffusion.prediction,
-                y=y,
-                generator=loss_gen,
-                autocast_dtype=amp,
-            )
+            batch = objective.batch(data_gen)
+            loss, extras = objective.loss(model, batch, loss_gen, amp)
             if not torch.isfinite(loss):
                 hint = f"lower train.lr (now {tc.lr:g})"
                 if amp is not None:
@@ -294,6 +275,7 @@ def _train(
                         "lr": optimizer.param_groups[0]["lr"],
                         "grad_norm": float(grad_norm),
                         "images_per_s": rate,
+                        **extras,
                         "elapsed_s": round(start_elapsed + time.perf_counter() - train_start, 2),
                     }
                 )
@@ -305,15 +287,7 @@ def _train(
             else:
                 bar.update(1)
             if tc.sample_every and step % tc.sample_every == 0 and d.is_main:
-                _preview(
-                    cfg,
-                    ema.model,
-                    path,
-                    dataset,
-                    run_dir / "previews" / f"step_{step:07d}.png",
-                    amp,
-                    device,
-                )
+                objective.preview(ema.model, run_dir / "previews" / f"step_{step:07d}.png", amp)
                 network.train()
             if time.perf_counter() - last_ckpt > 60.0 * tc.checkpoint_minutes:
                 elapsed = start_elapsed + (time.perf_counter() - train_start)
@@ -340,7 +314,7 @@ def _train(
             outputs["loss_plot"] = plot_loss(
                 metrics_path,
                 run_dir / "loss.png",
-                title=f"{cfg.name}: L_simple ({cfg.diffusion.prediction})",
+                title=f"{cfg.name}: {objective.loss_label}",
             )
         if interrupted:
             tqdm.write(
@@ -348,57 +322,25 @@ def _train(
                 f"difusion train --resume {run_dir}"
             )
         elif final_samples:
-            outputs.update(
-                sample_run(
-                    cfg,
-                    ema.model,
-                    path,
-                    dataset.shape,
-                    run_dir,
-                    amp,
-                    device,
-                    num_classes=dataset.num_classes,
-                    points=dataset.data if dataset.kind == "points" else None,
-                    progress=progress,
-                )
-            )
-        _write_report(cfg, run_dir, step, elapsed, rate, last_loss, n_params, amp, outputs, d)
+            outputs.update(objective.finish(ema.model, run_dir, amp, progress))
+        _write_report(
+            cfg, objective, run_dir, step, elapsed, rate, last_loss, n_params, amp, outputs, d
+        )
     return RunResult(run_dir, step, elapsed, rate, last_loss, outputs)
 
 
-def _preview(cfg: Config, model, path, dataset, out: Path, amp, device) -> None:
-    """A quick look during training: 16 samples with 100 respaced steps."""
-    s = draw_samples(
-        model,
-        path,
-        dataset.shape,
-        n=16,
-        seed=cfg.sample.seed,
-        steps=100,
-        prediction=cfg.diffusion.prediction,
-        variance=cfg.diffusion.variance,
-        clip_x0=cfg.diffusion.clip_x0,
-        autocast_dtype=amp,
-        device=device,
-        labels=labels_for(cfg, dataset.num_classes, 16),
-        progress=False,
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if s.x.dim() == 4:
-        save_grid(s.x, out, nrow=8)
-
-
-def _write_report(cfg, run_dir: Path, step, elapsed, rate, last_loss, n_params, amp, outputs, d):
+def _write_report(
+    cfg, objective, run_dir: Path, step, elapsed, rate, last_loss, n_params, amp, outputs, d
+):
     lines = [
         f"# Run {run_dir.name}",
         "",
-        f"- preset/config: {cfg.name}; data: {cfg.data.name}; network: {cfg.model.kind}, "
+        f"- preset/config: {cfg.name}; objective: {cfg.objective}; data: {cfg.data.name}; "
         f"{n_params / 1e6:.2f}M parameters",
         f"- steps: {step}; wall time: {elapsed / 60:.1f} min; {rate:.0f} images/s; "
         f"precision: {'bf16 autocast' if amp else 'fp32'}; processes: {d.world_size}",
         f"- last logged loss: {last_loss:.4f}" if last_loss is not None else "- no loss logged",
-        f"- schedule {cfg.diffusion.schedule}, T = {cfg.diffusion.T}, prediction "
-        f"{cfg.diffusion.prediction}, sampling variance {cfg.diffusion.variance}",
+        *objective.report_lines(),
         "",
     ]
     for key, p in outputs.items():

@@ -1,0 +1,109 @@
+"""Diffusion as an objective of the training loop: Ho et al. 2020, Algorithm 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from difusion.build import build_dataset, build_network, build_path
+from difusion.config import Config
+from difusion.diffusion.losses import drop_labels, simple_loss
+from difusion.generate import draw_samples, labels_for, sample_run
+from difusion.training.objectives import Objective, register
+from difusion.viz import save_grid
+
+
+class DiffusionObjective(Objective):
+    """Draw x_0 (and labels, dropped to the null class with p_uncond for guidance), return L_simple."""
+
+    def __init__(self, cfg: Config, device: torch.device):
+        super().__init__(cfg, device)
+        self.dataset = build_dataset(cfg)
+        self.data = self.dataset.data.to(device)
+        labels = self.dataset.labels
+        self.labels = labels.to(device) if labels is not None else None
+        self.use_labels = cfg.model.class_conditional and self.labels is not None
+        self.network = build_network(cfg, self.dataset.shape, self.dataset.num_classes).to(device)
+        self.path = build_path(cfg)
+        self.loss_label = f"L_simple ({cfg.diffusion.prediction})"
+
+    def describe(self) -> str:
+        d = self.dataset
+        return f"{d.name} {tuple(d.shape)} x {len(d)}"
+
+    def meta(self) -> dict:
+        return {"shape": list(self.dataset.shape), "num_classes": self.dataset.num_classes}
+
+    def batch(self, generator: torch.Generator):
+        cfg = self.cfg
+        idx = torch.randint(len(self.data), (cfg.train.batch_size,), generator=generator)
+        idx = idx.to(self.device)
+        x0 = self.data[idx]
+        if cfg.data.hflip and x0.dim() == 4:
+            flip = torch.rand(len(idx), generator=generator).to(self.device) < 0.5
+            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+        y = self.labels[idx] if self.use_labels else None
+        if y is not None and cfg.train.p_uncond > 0:  # label dropout for classifier-free guidance
+            y = drop_labels(y, cfg.train.p_uncond, self.dataset.num_classes, generator)
+        return x0, y
+
+    def loss(self, model, batch, generator, autocast_dtype):
+        x0, y = batch
+        loss = simple_loss(
+            model,
+            self.path,
+            x0,
+            prediction=self.cfg.diffusion.prediction,
+            y=y,
+            generator=generator,
+            autocast_dtype=autocast_dtype,
+        )
+        return loss, {}
+
+    def preview(self, model, out: Path, autocast_dtype) -> None:
+        """A quick look during training: 16 samples with 100 respaced steps."""
+        cfg = self.cfg
+        s = draw_samples(
+            model,
+            self.path,
+            self.dataset.shape,
+            n=16,
+            seed=cfg.sample.seed,
+            steps=100,
+            prediction=cfg.diffusion.prediction,
+            variance=cfg.diffusion.variance,
+            clip_x0=cfg.diffusion.clip_x0,
+            autocast_dtype=autocast_dtype,
+            device=self.device,
+            labels=labels_for(cfg, self.dataset.num_classes, 16),
+            progress=False,
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if s.x.dim() == 4:
+            save_grid(s.x, out, nrow=8)
+
+    def finish(self, model, run_dir: Path, autocast_dtype, progress: bool) -> dict[str, Path]:
+        d = self.dataset
+        return sample_run(
+            self.cfg,
+            model,
+            self.path,
+            d.shape,
+            run_dir,
+            autocast_dtype,
+            self.device,
+            num_classes=d.num_classes,
+            points=d.data if d.kind == "points" else None,
+            progress=progress,
+        )
+
+    def report_lines(self) -> list[str]:
+        c = self.cfg.diffusion
+        return [
+            f"- schedule {c.schedule}, T = {c.T}, prediction {c.prediction}, "
+            f"sampling variance {c.variance}"
+        ]
+
+
+register("diffusion", DiffusionObjective)
