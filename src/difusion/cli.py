@@ -348,7 +348,10 @@ def eval_(
 @app.command(short_help="Run a named experiment; tables and plots go to docs/results/NAME/.")
 def experiment(
     name: Annotated[
-        str, typer.Argument(help="learning-curve, sampler-table, guidance or inversion.")
+        str,
+        typer.Argument(
+            help="An experiment: learning-curve, sampler-table, guidance, inversion, and those of the chapters (an unknown name lists them all)."
+        ),
     ],
     budget: Annotated[
         str, typer.Option(help="small (minutes, for a quick look) or full.")

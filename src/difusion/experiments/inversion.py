@@ -171,3 +171,13 @@ def inversion_settings(budget: str) -> tuple[str, list[int], int]:
 
 
 __all__ = ["inversion_settings", "run_inversion"]
+
+
+def _inversion(budget: str, runs_root: Path, results_root: Path, progress: bool = True) -> Path:
+    folder, steps, n = inversion_settings(budget)
+    out = results_root / ("inversion" + ("-small" if budget == "small" else ""))
+    command = f"difusion experiment inversion --budget {budget}"
+    return run_inversion(runs_root / folder, out, steps, n, command, progress)
+
+
+CUSTOM = {"inversion": _inversion}

@@ -375,12 +375,43 @@ EXPERIMENTS: dict[str, Recipe] = {
 }
 
 
-NAMES = (*EXPERIMENTS, "inversion")
+# Chapters with experiments of their own shape (no grid of diffusion runs) live in their own
+# module, which defines ``CUSTOM: dict[str, Callable[[budget, runs_root, results_root, progress],
+# Path]]``; they are imported when an experiment is looked up.
+CUSTOM_MODULES = (
+    "difusion.experiments.inversion",
+    "difusion.experiments.autoencoders",
+    "difusion.experiments.segmentation",
+    "difusion.experiments.flow",
+    "difusion.experiments.improved",
+)
+
+
+def custom_experiments() -> dict[str, Callable[..., Path]]:
+    """name -> runner function, from the chapter modules that exist."""
+    import importlib
+
+    found: dict[str, Callable[..., Path]] = {}
+    for module in CUSTOM_MODULES:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name and module.startswith(e.name):
+                continue
+            raise
+        found.update(getattr(mod, "CUSTOM", {}))
+    return found
+
+
+def experiment_names() -> list[str]:
+    return [*EXPERIMENTS, *custom_experiments()]
 
 
 def get_experiment(name: str, budget: str) -> Experiment:
     if name not in EXPERIMENTS:
-        raise DifusionError(f"unknown experiment {name!r}; experiments: {', '.join(NAMES)}")
+        raise DifusionError(
+            f"unknown experiment {name!r}; experiments: {', '.join(experiment_names())}"
+        )
     return EXPERIMENTS[name](budget)
 
 
@@ -389,11 +420,8 @@ def run_named(
 ) -> Path:
     """Run experiment ``name`` at ``budget``; returns its results page. ``inversion`` samples the
     model of another experiment (it trains nothing), so run that one first."""
-    if name == "inversion":
-        from difusion.experiments.inversion import inversion_settings, run_inversion
-
-        folder, steps, n = inversion_settings(budget)
-        out = results_root / ("inversion" + ("-small" if budget == "small" else ""))
-        command = f"difusion experiment inversion --budget {budget}"
-        return run_inversion(runs_root / folder, out, steps, n, command, progress)
+    if name not in EXPERIMENTS:
+        custom = custom_experiments()
+        if name in custom:
+            return custom[name](budget, runs_root, results_root, progress)
     return run_experiment(get_experiment(name, budget), runs_root, results_root, progress)
