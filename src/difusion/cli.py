@@ -373,6 +373,54 @@ def experiment(
     typer.echo(f"results: {page}")
 
 
+@app.command(
+    short_help="A local web page to watch diffusion: forward, reverse, compare, latent.",
+    epilog="Examples:\n\n"
+    "  difusion explore runs/fashion-mnist-20261122-0930\n\n"
+    "  difusion explore --root runs\n\n"
+    "  difusion explore            (no run: the forward process and a 2-D model trained there)",
+)
+def explore(
+    run_dirs: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Run folders the page may open (no other path can be opened)."),
+    ] = None,
+    root: Annotated[
+        Path | None,
+        typer.Option(help="Also allow every run folder under this folder (default: ./runs)."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to serve on; 127.0.0.1 = this machine.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[
+        int | None, typer.Option(help="Port (default: the first free one from 7860).")
+    ] = None,
+    share: Annotated[
+        bool, typer.Option(help="A public gradio.live link (needs the internet). Off.")
+    ] = False,
+) -> None:
+    """Serve the explorer (Gradio) until Ctrl-C: the forward process under each schedule, sampling
+    a run with any sampler step by step, samplers and guidance side by side, and latent spaces."""
+    try:
+        from difusion.app.ui import launch
+    except ImportError as e:
+        raise DifusionError(
+            f"the explorer needs gradio ({e}); install it with pip install 'difusion[explore]'"
+        ) from None
+    from difusion.app.explorer import RunRegistry
+
+    if root is None and not run_dirs and Path("runs").is_dir():
+        root = Path("runs")
+    if root is not None and not root.is_dir():
+        raise DifusionError(f"--root {root} is not a folder")
+    registry = RunRegistry(run_dirs or [], root)
+    typer.echo(
+        f"explorer: {len(registry.names())} run(s) allowed"
+        + (f" (and folders under {registry.root})" if registry.root else "")
+    )
+    launch(registry, host=host, port=port, share=share)
+
+
 fetch_app = typer.Typer(
     no_args_is_help=True, help="Fetch files that metrics or datasets need (once)."
 )

@@ -1,0 +1,351 @@
+"""The explorer's page: the functions of ``difusion.app.explorer`` laid out as Gradio tabs.
+
+Served on 127.0.0.1 by default, analytics off, no share link, nothing fetched from the internet
+(system fonts instead of the theme's web fonts). Every handler turns a mistake into a message on
+the page (the ``*-message`` boxes), never a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import gradio as gr  # noqa: E402
+
+from difusion.app import explorer as ex  # noqa: E402
+from difusion.errors import DifusionError  # noqa: E402
+
+DEFAULT_SAMPLER = "dpmpp-2m"
+INTRO = """# difusion explorer
+Watch diffusion happen. **Forward process**: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps
+(Ho et al. eq. 4). **Reverse process**: a trained network walks noise back to data. **Compare**:
+two samplers on the same noise, and a classifier-free guidance sweep. Inputs are bounded
+(steps <= {max_steps}, samples <= {max_n}); only the runs this explorer was started with can be
+opened."""
+
+
+def _message(e: Exception) -> str:
+    """A mistake as the one line the page shows (a bug, too, rather than a dead page)."""
+    if isinstance(e, DifusionError):
+        return f"**Error:** {e}"
+    return f"**Error:** {type(e).__name__}: {e}"
+
+
+def _available_datasets() -> list[str]:
+    from difusion.data import DATASETS
+
+    return [n for n in ex.FORWARD_DATASETS if DATASETS[n].available()] + ["uploaded image"]
+
+
+def build_app(registry: ex.RunRegistry) -> gr.Blocks:
+    """The Blocks of the four tabs, reading runs only through ``registry``."""
+    datasets = _available_datasets()
+    runs = registry.names("diffusion")
+    with gr.Blocks(title="difusion explorer") as demo:
+        gr.Markdown(INTRO.format(max_steps=ex.LIMITS.max_steps, max_n=ex.LIMITS.max_n))
+        with gr.Tabs():
+            with gr.Tab("Forward process", id="forward"):
+                forward = _forward_tab(datasets)
+            with gr.Tab("Reverse process", id="reverse"):
+                reverse_run = _reverse_tab(registry, runs)
+            with gr.Tab("Compare", id="compare"):
+                compare_run = _compare_tab(registry, runs)
+            with gr.Tab("Latent space", id="latent"):
+                latent = gr.Markdown(ex.latent_status(registry), elem_id="latent-message")
+        demo.load(forward["fn"], forward["inputs"], forward["outputs"])
+        demo.load(lambda: ex.latent_status(registry), None, latent)
+        _toy_trainer(registry, [reverse_run, compare_run])
+    return demo
+
+
+def _forward_tab(datasets: list[str]) -> dict:
+    with gr.Row():
+        with gr.Column(scale=1):
+            source = gr.Dropdown(
+                datasets, value=datasets[0], label="x_0 from", elem_id="fwd-source"
+            )
+            index = gr.Number(0, label="image index (test split)", precision=0, elem_id="fwd-index")
+            upload = gr.Image(
+                label="or upload an image", type="numpy", sources=["upload"], height=160
+            )
+            schedule = gr.Radio(
+                list(ex.SCHEDULES), value="linear", label="schedule", elem_id="fwd-schedule"
+            )
+            T = gr.Number(1000, label=f"T (2..{ex.LIMITS.max_T})", precision=0, elem_id="fwd-T")
+            seed = gr.Number(0, label="noise seed", precision=0, elem_id="fwd-seed")
+        with gr.Column(scale=2):
+            t = gr.Slider(0, 1000, value=250, step=1, label="t", elem_id="fwd-t")
+            with gr.Row():
+                x_t = gr.Image(label="x_t", type="numpy", elem_id="fwd-image", height=260)
+                level = gr.Markdown(elem_id="fwd-level")
+            strip = gr.Image(label="x_t at 8 times from 0 to T, same eps", elem_id="fwd-strip")
+    curves = gr.Image(label="the three schedules at this T", elem_id="fwd-curves")
+    message = gr.Markdown(elem_id="fwd-message")
+
+    def show(source, index, upload, schedule, T, t, seed):
+        try:
+            data = None
+            if source == "uploaded image":
+                if upload is None:
+                    raise DifusionError("upload an image first, or pick a dataset")
+                x0 = ex.image_from_upload(upload)
+            else:
+                x0 = ex.dataset_example(source, index)
+                data = x0 if source == "toy2d" else None
+            view = ex.forward_view(x0, schedule, T, t, seed, data)
+        except Exception as e:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), _message(e)
+        lv = view.level
+        text = (
+            f"**t = {lv['t']}** of T = {int(T)}\n\n"
+            f"alpha_bar_t = {lv['alpha_bar']:.4f}\n\n"
+            f"SNR_t = {lv['snr']:.4g}\n\n"
+            f"sigma_t = sqrt(1 - alpha_bar_t) = {lv['sigma']:.4f}"
+        )
+        return view.x_t, text, view.strip, view.curves, ""
+
+    inputs = [source, index, upload, schedule, T, t, seed]
+    outputs = [x_t, level, strip, curves, message]
+    for component in (source, index, schedule, seed, upload):
+        component.change(show, inputs, outputs, trigger_mode="always_last")
+    t.change(show, inputs, outputs, trigger_mode="always_last", show_progress="hidden")
+
+    def rescale_slider(T, t):
+        try:
+            T = ex._check_int("T", T, 2, ex.LIMITS.max_T)
+        except DifusionError as e:
+            return gr.skip(), _message(e)
+        return gr.Slider(maximum=T, value=min(int(t), T)), ""
+
+    T.submit(rescale_slider, [T, t], [t, message]).then(show, inputs, outputs)
+    return {"fn": show, "inputs": inputs, "outputs": outputs}
+
+
+def _sampling_controls(prefix: str, runs: list[str]) -> dict:
+    run = gr.Dropdown(
+        runs,
+        value=runs[0] if runs else None,
+        label="run (only those the explorer was started with)",
+        allow_custom_value=True,
+        elem_id=f"{prefix}-run",
+    )
+    with gr.Row():
+        seed = gr.Number(
+            0, label="seed (sample i: seed + i)", precision=0, elem_id=f"{prefix}-seed"
+        )
+        n = gr.Number(
+            16, label=f"samples (1..{ex.LIMITS.max_n})", precision=0, elem_id=f"{prefix}-n"
+        )
+        class_id = gr.Number(
+            -1, label="class (-1: each in turn)", precision=0, elem_id=f"{prefix}-class"
+        )
+    return {"run": run, "seed": seed, "n": n, "class": class_id}
+
+
+def _reverse_tab(registry: ex.RunRegistry, runs: list[str]) -> gr.Dropdown:
+    with gr.Row():
+        with gr.Column(scale=1):
+            c = _sampling_controls("rev", runs)
+            about = gr.Markdown(elem_id="rev-about")
+            sampler = gr.Dropdown(list(ex.SAMPLERS), value=DEFAULT_SAMPLER, label="sampler")
+            steps = gr.Number(
+                20, label=f"steps (1..{ex.LIMITS.max_steps})", precision=0, elem_id="rev-steps"
+            )
+            guidance = gr.Slider(0, 10, value=0, step=0.25, label="guidance w (conditional runs)")
+            eta = gr.Slider(0, 1, value=0, step=0.05, label="eta (ddim only)")
+            go = gr.Button("Sample", variant="primary", elem_id="rev-go")
+            message = gr.Markdown(elem_id="rev-message")
+            timing = gr.Markdown(elem_id="rev-timing")
+        with gr.Column(scale=2):
+            samples = gr.Image(label="samples", type="numpy", elem_id="rev-samples")
+            strip = gr.Image(
+                label="first sample: x_t (top) and the x_0 estimate (bottom), T -> 0",
+                elem_id="rev-strip",
+            )
+            animation = gr.Image(label="animation", type="filepath", elem_id="rev-animation")
+
+    def sample(run_name, seed, n, class_id, sampler, steps, guidance, eta):
+        try:
+            run = registry.load(run_name)
+            traj = ex.reverse_process(
+                run,
+                sampler=sampler,
+                steps=steps,
+                seed=seed,
+                n=n,
+                class_id=class_id,
+                guidance=guidance,
+                eta=eta,
+            )
+            data = ex.run_data(run)
+            started = time.perf_counter()
+            grid = ex.samples_picture(traj.samples, data)
+            strip_image = ex.trajectory_strip(traj, data=data)
+            gif = ex.save_animation(ex.trajectory_frames(traj, data))
+            drawing = time.perf_counter() - started
+        except Exception as e:
+            return gr.skip(), gr.skip(), gr.skip(), _message(e), ""
+        text = (
+            f"**{traj.samples.shape[0]} samples in {traj.seconds:.2f} s** "
+            f"({len(traj.times)} frames kept; {traj.nfe} network calls per sample with {sampler}; "
+            f"pictures {drawing:.2f} s)"
+        )
+        return grid, strip_image, str(gif), "", text
+
+    go.click(
+        sample,
+        [c["run"], c["seed"], c["n"], c["class"], sampler, steps, guidance, eta],
+        [samples, strip, animation, message, timing],
+        concurrency_id="cpu",
+        concurrency_limit=1,
+    )
+
+    def describe(run_name):
+        try:
+            return ex.run_summary(registry.load(run_name)), ""
+        except Exception as e:
+            return "", _message(e)
+
+    c["run"].change(describe, c["run"], [about, message])
+    return c["run"]
+
+
+def _compare_tab(registry: ex.RunRegistry, runs: list[str]) -> gr.Dropdown:
+    c = _sampling_controls("cmp", runs)
+    with gr.Row():
+        sampler_a = gr.Dropdown(list(ex.SAMPLERS), value="ddim", label="left: sampler")
+        steps_a = gr.Number(10, label="left: steps", precision=0)
+        sampler_b = gr.Dropdown(list(ex.SAMPLERS), value="ddim", label="right: sampler")
+        steps_b = gr.Number(50, label="right: steps", precision=0)
+    go = gr.Button("Compare", variant="primary", elem_id="cmp-go")
+    message = gr.Markdown(elem_id="cmp-message")
+    with gr.Row():
+        left = gr.Image(label="left", type="numpy", elem_id="cmp-left")
+        right = gr.Image(label="right", type="numpy", elem_id="cmp-right")
+    gr.Markdown("### Guidance sweep: one row per w, same seeds and class")
+    with gr.Row():
+        scales = gr.Textbox("0, 1, 2, 4", label="guidance scales w", elem_id="sweep-scales")
+        sweep_class = gr.Number(0, label="class", precision=0)
+        per_scale = gr.Number(8, label="samples per scale", precision=0)
+        sweep_steps = gr.Number(20, label="steps (dpmpp-2m)", precision=0)
+    sweep_go = gr.Button("Sweep", elem_id="sweep-go")
+    sweep_message = gr.Markdown(elem_id="sweep-message")
+    sweep = gr.Image(label="rows: w in the order given", type="numpy", elem_id="sweep-grid")
+
+    def compare(run_name, seed, n, class_id, sa, na, sb, nb):
+        try:
+            run = registry.load(run_name)
+            result = ex.compare_samplers(run, (sa, na), (sb, nb), seed=seed, n=n, class_id=class_id)
+            data = ex.run_data(run)
+        except Exception as e:
+            return gr.skip(), gr.skip(), _message(e)
+        text = (
+            f"left {sa} x {int(na)}: {result.left.seconds:.2f} s; right {sb} x {int(nb)}: "
+            f"{result.right.seconds:.2f} s; mean |left - right| = {result.mean_abs_difference:.3f}"
+        )
+        return (
+            ex.samples_picture(result.left.samples, data),
+            ex.samples_picture(result.right.samples, data),
+            text,
+        )
+
+    go.click(
+        compare,
+        [c["run"], c["seed"], c["n"], c["class"], sampler_a, steps_a, sampler_b, steps_b],
+        [left, right, message],
+        concurrency_id="cpu",
+        concurrency_limit=1,
+    )
+
+    def run_sweep(run_name, seed, text, class_id, per_scale, steps):
+        try:
+            run = registry.load(run_name)
+            ws = ex.parse_scales(text)
+            grid, rows = ex.guidance_sweep(
+                run, ws, class_id=class_id, n_per_scale=per_scale, seed=seed, steps=steps
+            )
+        except Exception as e:
+            return gr.skip(), _message(e)
+        seconds = sum(r.seconds for r in rows)
+        return grid, f"rows w = {', '.join(f'{w:g}' for w in ws)}; sampling {seconds:.2f} s"
+
+    sweep_go.click(
+        run_sweep,
+        [c["run"], c["seed"], scales, sweep_class, per_scale, sweep_steps],
+        [sweep, sweep_message],
+        concurrency_id="cpu",
+        concurrency_limit=1,
+    )
+    return c["run"]
+
+
+def _toy_trainer(registry: ex.RunRegistry, menus: list[gr.Dropdown]) -> None:
+    """No trained model? A button that trains the tiny 2-D model and adds it to the run menus."""
+    with gr.Accordion(
+        "No trained model? Train a tiny 2-D one here (about 10 s)", open=not menus[0].value
+    ):
+        with gr.Row():
+            distribution = gr.Dropdown(
+                ["moons", "8gaussians", "swiss_roll", "spiral", "checkerboard", "circles"],
+                value="moons",
+                label="distribution",
+            )
+            steps = gr.Number(
+                1500, label=f"training steps (10..{ex.LIMITS.max_toy_steps})", precision=0
+            )
+        go = gr.Button("Train the 2-D model", elem_id="toy-go")
+        message = gr.Markdown(elem_id="toy-message")
+
+    def train(distribution, steps):
+        import tempfile
+
+        try:
+            folder, seconds = ex.train_toy_model(
+                tempfile.mkdtemp(prefix="difusion-toy2d-"), steps=steps, distribution=distribution
+            )
+        except Exception as e:
+            return (*[gr.skip()] * len(menus), _message(e))
+        name = registry.add(f"toy2d {distribution} (trained here, {int(steps)} steps)", folder)
+        choices = registry.names("diffusion")
+        text = f"trained in {seconds:.1f} s; pick **{name}** in the run menus"
+        return (*[gr.Dropdown(choices=choices, value=name) for _ in menus], text)
+
+    go.click(train, [distribution, steps], [*menus, message], concurrency_id="cpu")
+
+
+def launch(
+    registry: ex.RunRegistry,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    share: bool = False,
+    block: bool = True,
+):
+    """Serve the explorer; returns (app, local URL) when ``block`` is False (tests)."""
+    demo = build_app(registry)
+    demo.queue(default_concurrency_limit=1)
+    theme = gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"],  # system fonts: no web-font download
+        font_mono=["ui-monospace", "monospace"],
+    )
+    _, url, _ = demo.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        prevent_thread_lock=True,
+        show_error=True,
+        theme=theme,
+        ssr_mode=False,
+        quiet=True,
+        footer_links=[],
+    )
+    if not block:
+        return demo, url
+    try:
+        demo.block_thread()
+    finally:
+        demo.close()
+    return demo, url
