@@ -1,0 +1,159 @@
+"""Flow matching paths (Lipman et al. 2023; Liu et al. 2023, "rectified flow"), in this project's time.
+
+Direction of time, stated once: as for DDPM, **t = 0 is data and t = 1 is noise**; sampling runs
+the ODE from t = 1 down to t = 0. (Lipman et al. and the flow-matching literature run the other
+way, t = 0 noise and t = 1 data; every formula below is theirs with t -> 1 - t.)
+
+A flow path is a Gaussian path like DDPM's, x_t = a_t x_0 + b_t eps, with t continuous in [0, 1]:
+
+- ``rectified`` (Liu et al. eq. 1; Nakkiran et al. Sec. 3.4 "linear flow"):
+      x_t = (1 - t) x_0 + t eps,                      target  v = d x_t / dt = eps - x_0.
+- ``ot`` (Lipman et al. eq. 20, the "optimal transport" conditional path): with noise x_0^L and data
+  x_1^L in their notation, psi_t = (1 - (1 - sigma_min) t) x_0^L + t x_1^L. Put t -> 1 - t, x_1^L = x_0
+  (data) and x_0^L = eps (noise):
+      x_t = (1 - t) x_0 + (sigma_min + (1 - sigma_min) t) eps,   v = (1 - sigma_min) eps - x_0,
+  so x_1 = eps exactly and x_0 carries noise of scale sigma_min: the model's data are the data
+  smoothed by N(0, sigma_min^2 I). (The same formula with the roles of x_0 and eps swapped,
+  (1 - (1 - sigma_min) t) x_0 + t eps, is a different path: its noise end keeps sigma_min x_0.)
+  sigma_min = 0 gives the rectified path.
+
+The network learns the velocity v_theta(x_t, t) ~ E[v | x_t] (conditional flow matching, Lipman et
+al. eq. 9 / Nakkiran et al. eq. 49); a point moved by dx/dt = v_theta from x_1 ~ N(0, I) at t = 1 to
+t = 0 is a sample.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from difusion.errors import ConfigError
+
+FLOW_PATHS = ("rectified", "ot")
+# The U-Net and MLP embed the time sinusoidally on DDPM's scale, t in 0..T = 1000; a flow time
+# t in [0, 1] enters them as TIME_SCALE * t so the embedding's frequencies are used as designed.
+TIME_SCALE = 1000.0
+
+
+def _bcast(t, like: torch.Tensor) -> torch.Tensor:
+    """A time (float or (N,) tensor) shaped to broadcast against ``like``."""
+    t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
+    return t.reshape(-1, *([1] * (like.dim() - 1))) if t.dim() else t
+
+
+class FlowPath:
+    """x_t = a_t x_0 + b_t eps on t in [0, 1] with a_t = 1 - t, b_t = sigma_min + (1 - sigma_min) t."""
+
+    def __init__(self, kind: str = "rectified", sigma_min: float = 0.0):
+        if kind not in FLOW_PATHS:
+            raise ConfigError(f"unknown flow path {kind!r}; choose one of: {', '.join(FLOW_PATHS)}")
+        if not 0.0 <= sigma_min < 1.0:
+            raise ConfigError(f"flow.sigma_min must be in [0, 1), got {sigma_min}")
+        self.kind = kind
+        self.sigma_min = sigma_min if kind == "ot" else 0.0
+
+    # -- the coefficients and their derivatives ---------------------------------------------------
+    def a(self, t):
+        """a_t = 1 - t: the scale of the data x_0."""
+        return 1.0 - t
+
+    def b(self, t):
+        """b_t = sigma_min + (1 - sigma_min) t: the scale of the noise eps."""
+        return self.sigma_min + (1.0 - self.sigma_min) * t
+
+    def da(self, t):
+        """d a_t / dt = -1."""
+        return -1.0 + 0.0 * t
+
+    def db(self, t):
+        """d b_t / dt = 1 - sigma_min."""
+        return (1.0 - self.sigma_min) + 0.0 * t
+
+    # -- training pairs ----------------------------------------------------------------------------
+    def sample(self, x0: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
+        """x_t = a_t x_0 + b_t eps (rectified: (1 - t) x_0 + t eps)."""
+        t = _bcast(t, x0)
+        return self.a(t) * x0 + self.b(t) * eps
+
+    def target(self, x0: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
+        """The pointwise (conditional) velocity d x_t / dt = a'_t x_0 + b'_t eps (rectified: eps - x_0)."""
+        t = _bcast(t, x0)
+        return self.da(t) * x0 + self.db(t) * eps
+
+    # -- a velocity is a denoiser and back --------------------------------------------------------
+    def x0_eps(self, x_t: torch.Tensor, t, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Solve x_t = a x_0 + b eps, v = a' x_0 + b' eps for (x_0, eps) (rectified: x_0 = x_t - t v,
+        eps = x_t + (1 - t) v). The determinant a b' - b a' = (1 - t)(1 - sigma_min) + b_t is 1."""
+        t = _bcast(t, x_t)
+        a, b, da, db = self.a(t), self.b(t), self.da(t), self.db(t)
+        det = a * db - b * da
+        return (db * x_t - b * v) / det, (a * v - da * x_t) / det
+
+    def velocity(self, x0: torch.Tensor, eps: torch.Tensor, t) -> torch.Tensor:
+        """v = a'_t x_0 + b'_t eps from a denoiser's (x_0, eps) estimates (the same as ``target``)."""
+        return self.target(x0, t, eps)
+
+    # -- matching a point of another Gaussian path by its signal-to-noise ratio -------------------
+    def time_at_ratio(self, r: torch.Tensor) -> torch.Tensor:
+        """The flow time whose noise-to-signal ratio b_t / a_t equals ``r`` = sigma / alpha.
+
+        (sigma_min + (1 - sigma_min) t) / (1 - t) = r  =>  t = (r - sigma_min) / (r + 1 - sigma_min),
+        rectified: t = r / (1 + r) = sigma / (alpha + sigma). Ratios below sigma_min (cleaner than
+        the path ever gets) map to t = 0; r = inf maps to t = 1."""
+        r = torch.as_tensor(r, dtype=torch.float64)
+        t = torch.where(
+            torch.isinf(r), torch.ones_like(r), (r - self.sigma_min) / (r + 1 - self.sigma_min)
+        )
+        return t.clamp(0.0, 1.0)
+
+    def ratio(self, t) -> torch.Tensor:
+        """b_t / a_t: the noise-to-signal ratio at flow time t (inf at t = 1)."""
+        t = torch.as_tensor(t, dtype=torch.float64)
+        return self.b(t) / self.a(t)
+
+    def describe(self) -> str:
+        if self.kind == "rectified":
+            return "rectified flow x_t = (1 - t) x_0 + t eps"
+        return f"OT path x_t = (1 - t) x_0 + ({self.sigma_min:g} + {1 - self.sigma_min:g} t) eps"
+
+
+class GaussianFlow:
+    """Data N(mu, s^2 I) on a flow path: the exact velocity field, its ODE solution and densities.
+
+    With m_t = a_t mu and S_t^2 = a_t^2 s^2 + b_t^2 (x_t ~ N(m_t, S_t^2 I)), the posterior means are
+    E[x_0 | x] = mu + a s^2 / S^2 (x - m) and E[eps | x] = b / S^2 (x - m), so the optimal velocity is
+        v*(x, t) = a' mu + (a' a s^2 + b' b) / S_t^2 (x - m_t)  =  m'_t + (S'_t / S_t)(x - m_t),
+    whose flow is x_t = m_t + (S_t / S_1) (x_1 - m_1): a straight affine map of the noise.
+    Its divergence is D S'_t / S_t, so log p_t is known in closed form along the path.
+    """
+
+    def __init__(self, path: FlowPath, mu: torch.Tensor, s: float):
+        self.path, self.mu, self.s = path, mu.double(), float(s)
+
+    def mean_std(self, t) -> tuple[torch.Tensor, torch.Tensor]:
+        t = torch.as_tensor(t, dtype=torch.float64)
+        a, b = self.path.a(t), self.path.b(t)
+        return a, (a**2 * self.s**2 + b**2).sqrt()
+
+    def velocity(self, x: torch.Tensor, t) -> torch.Tensor:
+        """v*(x, t) (see the class docstring); ``t`` a float or (N,) tensor."""
+        t = _bcast(torch.as_tensor(t, dtype=torch.float64), x.double())
+        p = self.path
+        a, b, da, db = p.a(t), p.b(t), p.da(t), p.db(t)
+        var = a**2 * self.s**2 + b**2
+        m = a * self.mu
+        return (da * self.mu + (da * a * self.s**2 + db * b) / var * (x.double() - m)).to(x.dtype)
+
+    def flow_map(self, x1: torch.Tensor, t: float) -> torch.Tensor:
+        """The exact ODE solution at time t from x_1 (noise) at t = 1."""
+        a, std = self.mean_std(t)
+        a1, std1 = self.mean_std(1.0)
+        return (a * self.mu + std / std1 * (x1.double() - a1 * self.mu)).to(x1.dtype)
+
+    def log_prob(self, x: torch.Tensor, t: float = 0.0) -> torch.Tensor:
+        """log N(x; a_t mu, S_t^2 I), summed over the dimensions."""
+        a, std = self.mean_std(t)
+        d = x[0].numel()
+        z = (x.double() - a * self.mu).flatten(1)
+        return -0.5 * (z**2).sum(1) / std**2 - d * (
+            std.log() + 0.5 * torch.log(torch.tensor(2 * torch.pi))
+        )
