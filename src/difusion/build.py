@@ -7,6 +7,7 @@ import torch
 from difusion.config import Config
 from difusion.data import Dataset, load_dataset
 from difusion.diffusion import DDPMPath
+from difusion.diffusion.schedules import rescale_zero_terminal_snr
 from difusion.errors import ConfigError
 from difusion.nn import MLPDenoiser, UNet
 
@@ -34,11 +35,18 @@ def build_network(cfg: Config, shape: tuple[int, ...], num_classes: int | None) 
     if len(shape) == 1:
         if m.kind != "mlp":
             raise ConfigError(f"{cfg.data.name} holds points of shape {shape}; set model.kind=mlp")
-        return MLPDenoiser(dim=shape[0], hidden=m.hidden, depth=m.depth, num_classes=classes)
+        return MLPDenoiser(
+            dim=shape[0],
+            hidden=m.hidden,
+            depth=m.depth,
+            num_classes=classes,
+            out_dim=shape[0] * (2 if cfg.diffusion.learn_sigma else 1),
+        )
     if m.kind != "unet":
         raise ConfigError(f"{cfg.data.name} holds images of shape {shape}; set model.kind=unet")
     return UNet(
         in_channels=shape[0],
+        out_channels=shape[0] * (2 if cfg.diffusion.learn_sigma else 1),  # + v of improved DDPM
         base_channels=m.base_channels,
         channel_mult=tuple(m.channel_mult),
         num_res_blocks=m.num_res_blocks,
@@ -51,4 +59,7 @@ def build_network(cfg: Config, shape: tuple[int, ...], num_classes: int | None) 
 
 
 def build_path(cfg: Config) -> DDPMPath:
-    return DDPMPath.from_schedule(cfg.diffusion.schedule, cfg.diffusion.T)
+    path = DDPMPath.from_schedule(cfg.diffusion.schedule, cfg.diffusion.T)
+    if cfg.diffusion.zero_terminal_snr:
+        path = DDPMPath(rescale_zero_terminal_snr(path.beta[1:]))
+    return path

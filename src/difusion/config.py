@@ -48,9 +48,20 @@ class ModelConfig:
 class DiffusionConfig:
     schedule: str = "cosine"  # linear, cosine, sigmoid
     T: int = 1000
-    prediction: str = "eps"  # what the network predicts: eps, x0 or v
-    variance: str = "beta"  # sampling variance sigma_t^2: beta or beta_tilde
+    prediction: str = "eps"  # what the network predicts: eps, x0, v or mu (posterior mean)
+    variance: str = "beta"  # sampling variance sigma_t^2: beta, beta_tilde or learned
     clip_x0: bool = True  # clamp the x_0 estimate to [-1, 1] when sampling images
+    learn_sigma: bool = (
+        False  # the network also outputs v: Sigma = exp(v log beta + (1-v) log beta~)
+    )
+    loss: str = "simple"  # simple (L_simple), hybrid (L_simple + lambda L_vlb) or vlb (the bound)
+    hybrid_lambda: float = 0.001  # lambda of L_hybrid (improved DDPM)
+    weighting: str = "uniform"  # L_simple's weight over log-SNR: uniform, min-snr, trunc-snr
+    min_snr_gamma: float = 5.0  # gamma of min-SNR-gamma weighting (Hang et al. 2023)
+    importance_sampling: bool = (
+        False  # loss=vlb: sample t with p_t ~ sqrt(E[L_t^2]) (improved DDPM)
+    )
+    zero_terminal_snr: bool = False  # rescale the schedule so alpha_bar_T = 0 (Lin et al. 2023)
 
 
 @dataclass
@@ -92,7 +103,28 @@ class AutoencoderConfig:
     """``objective: autoencoder`` (src/difusion/autoencoders/): the model family and its loss."""
 
     kind: str = "ae"  # ae, dae, sae, cae, vae, beta-vae, vqvae
-    code_size: int = 32
+    code_size: int = 32  # flat code dimension (vqvae: number of discrete codes)
+    network: str = "conv"  # conv, mlp (tanh hidden layers) or linear (the PCA check)
+    spatial: bool = False  # conv only: latent (latent_channels, H/4, W/4), e.g. 4x7x7 for 28x28
+    latent_channels: int = 4  # channels of a spatial latent
+    channels: list[int] = field(default_factory=lambda: [32, 64])  # conv widths at H/2 and H/4
+    hidden: int = 512  # mlp only: width of the hidden layers
+    depth: int = 2  # mlp only: hidden layers in the encoder and in the decoder
+    likelihood: str = "gaussian"  # decoder p(x|z): gaussian (MSE) or bernoulli (binarized data)
+    sigma: float = 0.1  # gaussian decoder std on the [-1, 1] scale (VAE weight 1 / (2 sigma^2))
+    beta: float = 1.0  # weight of the KL term (beta-VAE, Higgins et al. 2017; 1 = the VAE)
+    noise_std: float = 0.5  # dae: std of the additive Gaussian corruption
+    mask_prob: float = 0.0  # dae: share of pixels set to black (masking corruption)
+    sparsity: float = 0.01  # sae: weight of ||z||_1 (per example, next to the per-example NLL)
+    contraction: float = 0.1  # cae: weight of ||J_f(x)||_F^2
+    codebook_size: int = 64  # vqvae: K codes
+    code_dim: int = 16  # vqvae: D, the dimension of each code vector
+    commitment: float = 0.25  # vqvae: beta of the commitment loss (van den Oord et al. 2017)
+    vq_decay: float = 0.99  # vqvae: EMA decay of the codebook statistics
+    train_subset: int | None = None  # train on only the first N training images (None: all)
+    eval_n: int = 1000  # test images for the measures at the end of training
+    iwae_k: int = 64  # importance samples of the IWAE NLL estimate at the end of training
+    fid_n: int = 1000  # prior samples for the FID at the end of training (0: skip)
 
 
 @dataclass
@@ -101,6 +133,41 @@ class SegmentationConfig:
 
     w0: float = 10.0  # border weight of the weight map
     sigma: float = 5.0  # its width in pixels
+    data: str = "synthetic"  # training images: synthetic, stardist (the real pair) or dsb2018
+    n_train: int = 20  # training images (synthetic: generated once; dsb2018: the first N)
+    n_test: int = 8  # held-out images scored at the end (synthetic: other seeds)
+    image_size: int = 192  # side of the synthetic images
+    data_seed: int = 0  # seed of the synthetic training set (the test set uses data_seed + 1)
+    base_channels: int = 64  # channels of the first level (64 in the paper)
+    depth: int = 4  # max-pools (4 in the paper: 64 ... 1024 channels)
+    padding: str = "valid"  # valid (the paper: unpadded 3x3 convolutions) or same
+    dropout: float = 0.0  # dropout at the end of the contracting path (Sec. 3.1)
+    batch_norm: bool = False  # batch norm after each convolution (not in the paper)
+    tile: int = 124  # input tile side for training and overlap-tile inference (must be legal)
+    loss: str = "ce"  # ce (weighted softmax cross-entropy, Eq. 1) or dice+ce
+    weight_map: bool = True  # use w(x) of Eq. 2; false: unweighted cross-entropy
+    elastic: bool = True  # random elastic deformation (3x3 grid, elastic_std px)
+    elastic_std: float = 10.0  # std of the coarse displacements in pixels
+    elastic_grid: int = 3  # the coarse grid is elastic_grid x elastic_grid
+    flips: bool = True  # random flips and 90-degree rotations
+    grey: bool = True  # random gamma, contrast and brightness
+    instances: str = "components"  # splitting the predicted foreground: components or watershed
+
+
+@dataclass
+class FlowConfig:
+    """``objective: flow`` (training/flow_objective.py): flow matching, t = 0 data, t = 1 noise.
+
+    Sampling uses ``sample.sampler`` (fm-euler, fm-heun, fm-rk4, or any DDPM sampler through the
+    velocity-to-denoiser adapter on ``diffusion.schedule``) and ``sample.steps``."""
+
+    path: str = "rectified"  # rectified: (1 - t) x_0 + t eps; ot: (1 - t) x_0 + (s + (1 - s) t) eps
+    sigma_min: float = 1.0e-4  # ot only: the noise s left at the data end (Lipman et al.)
+    ot_coupling: bool = False  # pair x_0 and eps within a batch by optimal transport
+    reflow: str | None = None  # a finished flow run: train on its own noise -> data pairs
+    reflow_pairs: int = 4000  # how many pairs to draw from that run
+    reflow_steps: int = 50  # ODE steps (fm-rk4 is 4 calls each) used to draw them
+    reflow_solver: str = "rk4"  # euler, heun or rk4
 
 
 @dataclass
@@ -116,6 +183,7 @@ class Config:
     sample: SampleConfig = field(default_factory=SampleConfig)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -256,6 +324,7 @@ def validate(cfg: Config) -> None:
         )
     if cfg.diffusion.variance not in VARIANCES:
         raise ConfigError(f"diffusion.variance must be one of: {', '.join(VARIANCES)}")
+    _validate_losses(cfg)
     if cfg.model.kind not in ("unet", "mlp"):
         raise ConfigError(f"model.kind must be unet or mlp, got {cfg.model.kind!r}")
     if cfg.train.precision not in ("auto", "bf16", "fp32"):
@@ -298,6 +367,40 @@ def validate(cfg: Config) -> None:
             f"model.attention_levels {cfg.model.attention_levels} must index model.channel_mult "
             f"(0..{len(cfg.model.channel_mult) - 1})"
         )
+
+
+def _validate_losses(cfg: Config) -> None:
+    from difusion.diffusion.weighting import WEIGHTINGS
+
+    d = cfg.diffusion
+    if d.loss not in ("simple", "hybrid", "vlb"):
+        raise ConfigError(f"diffusion.loss must be simple, hybrid or vlb, got {d.loss!r}")
+    if d.weighting not in WEIGHTINGS:
+        raise ConfigError(
+            f"diffusion.weighting must be one of: {', '.join(WEIGHTINGS)}, got {d.weighting!r}"
+        )
+    if d.variance == "learned" and not d.learn_sigma:
+        raise ConfigError("diffusion.variance=learned needs diffusion.learn_sigma=true")
+    if d.loss == "hybrid" and not d.learn_sigma:
+        raise ConfigError(
+            "diffusion.loss=hybrid trains the variance through L_vlb; set diffusion.learn_sigma=true"
+        )
+    if d.learn_sigma and d.loss == "simple":
+        raise ConfigError(
+            "diffusion.learn_sigma=true needs a loss that trains the variance: "
+            "diffusion.loss=hybrid or vlb"
+        )
+    if d.importance_sampling and d.loss != "vlb":
+        raise ConfigError("diffusion.importance_sampling applies to diffusion.loss=vlb only")
+    if d.prediction == "mu" and d.weighting != "uniform":
+        raise ConfigError("loss weightings are defined for eps, x0 and v prediction, not mu")
+    if d.zero_terminal_snr and d.prediction == "eps":
+        raise ConfigError(
+            "with diffusion.zero_terminal_snr the eps prediction cannot give x_0 at t = T; "
+            "use diffusion.prediction=v (Lin et al. 2023)"
+        )
+    if d.min_snr_gamma <= 0 or d.hybrid_lambda < 0:
+        raise ConfigError("diffusion.min_snr_gamma must be > 0 and diffusion.hybrid_lambda >= 0")
 
 
 def save_config(cfg: Config, path: Path) -> None:

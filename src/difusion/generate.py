@@ -56,6 +56,7 @@ def draw_samples(
     spacing: str = "trailing",
     guidance: float = 0.0,
     guidance_rescale: float = 0.0,
+    learn_sigma: bool = False,
 ) -> Samples:
     """n samples from ``network``; image i uses seed + i, whatever the batch size.
 
@@ -70,7 +71,12 @@ def draw_samples(
     check_sampler(sampler)
     images = len(shape) == 3
     denoiser = ModelDenoiser(
-        network, path, prediction, clip_x0=clip_x0 and images, autocast_dtype=autocast_dtype
+        network,
+        path,
+        prediction,
+        clip_x0=clip_x0 and images,
+        autocast_dtype=autocast_dtype,
+        learn_sigma=learn_sigma,
     )
     if guidance or guidance_rescale:
         null = getattr(network, "num_classes", None)
@@ -237,6 +243,7 @@ def sample_run(
         eta=sc.eta if eta is None else eta,
         guidance=sc.guidance if guidance is None else guidance,
         guidance_rescale=sc.guidance_rescale if guidance_rescale is None else guidance_rescale,
+        learn_sigma=cfg.diffusion.learn_sigma,
     )
     nrow = grid_columns(n, num_classes) if labels is not None and class_id is None else None
     return write_samples(samples, out_dir, points, nrow=nrow)

@@ -49,3 +49,80 @@ def drop_labels(
     the null label with probability ``p_uncond``, so one network learns eps(x, y) and eps(x, null)."""
     drop = torch.rand(y.shape, generator=generator).to(y.device) < p_uncond
     return torch.where(drop, torch.full_like(y, null_label), y)
+
+
+def diffusion_loss(
+    network: Network,
+    path: DDPMPath,
+    x0: torch.Tensor,
+    *,
+    prediction: str = "eps",
+    loss: str = "simple",
+    learn_sigma: bool = False,
+    variance: str = "beta",
+    weighting: str = "uniform",
+    min_snr_gamma: float = 5.0,
+    hybrid_lambda: float = 0.001,
+    t: torch.Tensor | None = None,
+    t_weight: torch.Tensor | None = None,
+    y: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    autocast_dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """The objectives of Ho et al. and improved DDPM, per example, for one batch.
+
+    - ``simple``: w(SNR_t) ||target - output||^2 (eq. 14 with a weighting from ``weighting.py``;
+      the target is eps, x_0, v or the posterior mean mu_tilde).
+    - ``vlb``: T L_{t-1}, a one-sample estimate of L_vlb = sum_t L_t in bits/dim (eq. 5), with the
+      fixed ``variance`` or the learned one; with importance sampling pass ``t`` and ``t_weight``.
+    - ``hybrid``: L_simple + lambda T L_{t-1} (improved DDPM eq. 16) where L_vlb sees the mean with
+      a stop-gradient, so L_simple alone trains the mean and L_vlb trains only the variance.
+
+    Returns (the batch's loss, L_{t-1} per example in bits/dim, extra numbers to log).
+    """
+    from difusion.diffusion.likelihood import mean_flat, vlb_term_bits
+    from difusion.diffusion.variance import (
+        fixed_log_variance,
+        learned_log_variance,
+        mu_target,
+        predicted_x0_eps,
+        split_output,
+    )
+    from difusion.diffusion.weighting import loss_weight
+
+    n = x0.shape[0]
+    if t is None:
+        t = sample_timesteps(n, path.T, generator, x0.device)
+    eps = torch.randn(x0.shape, generator=generator).to(x0.device)
+    alpha, sigma = path.alpha_t(t, x0), path.sigma_t(t, x0)
+    x_t = alpha * x0 + sigma * eps  # eq. 4
+    with torch.autocast(x0.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        output = network(x_t, t.to(x0.dtype), y)
+    pred, v = split_output(output.float(), learn_sigma)
+    extras: dict[str, float] = {}
+    total = torch.zeros(n, device=x0.device)
+    vlb_t = torch.zeros(n, device=x0.device)
+    if loss in ("simple", "hybrid"):
+        if prediction == "mu":
+            goal = mu_target(path, x0, x_t, t)
+        else:
+            goal = target(prediction, x0, eps, alpha, sigma)
+        mse = mean_flat((pred - goal) ** 2)
+        snr = (alpha**2 / sigma**2).reshape(n)
+        total = total + loss_weight(weighting, prediction, snr, min_snr_gamma) * mse
+        extras["mse"] = mse.mean().item()
+    if loss in ("hybrid", "vlb"):
+        mean_pred = pred.detach() if loss == "hybrid" else pred  # eq. 16's stop-gradient
+        x0_hat, _ = predicted_x0_eps(path, prediction, mean_pred, x_t, t)
+        mean = path.posterior(x0_hat, x_t, t)[0]
+        if learn_sigma:
+            logvar = learned_log_variance(path, t, t - 1, v)
+        else:
+            logvar = fixed_log_variance(path, t, t - 1, variance, x_t)
+        decoder = "discretized" if x0.dim() == 4 else "gaussian"
+        vlb_t = vlb_term_bits(path, x0, x_t, t, mean, logvar, decoder=decoder)
+        weight = t_weight.to(x0.device) if t_weight is not None else 1.0
+        scale = hybrid_lambda * path.T if loss == "hybrid" else path.T
+        total = total + scale * weight * vlb_t
+        extras["vlb_term"] = vlb_t.mean().item()
+    return total.mean(), vlb_t.detach(), extras

@@ -13,7 +13,7 @@ import torch
 
 from difusion.errors import ConfigError
 
-PREDICTIONS = ("eps", "x0", "v")
+PREDICTIONS = ("eps", "x0", "v", "mu")  # mu: the posterior mean mu_tilde (see variance.py)
 
 
 def x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor):
@@ -39,6 +39,8 @@ def x0_eps_from_v(x_t: torch.Tensor, v: torch.Tensor, alpha: torch.Tensor, sigma
 def target(prediction: str, x0: torch.Tensor, eps: torch.Tensor, alpha, sigma) -> torch.Tensor:
     """What a network trained for ``prediction`` should output for this (x_0, eps)."""
     check_prediction(prediction)
+    if prediction == "mu":
+        raise ValueError("the mu target needs the path: use difusion.diffusion.variance.mu_target")
     if prediction == "eps":
         return eps
     if prediction == "x0":
@@ -49,6 +51,8 @@ def target(prediction: str, x0: torch.Tensor, eps: torch.Tensor, alpha, sigma) -
 def to_x0_eps(prediction: str, output: torch.Tensor, x_t: torch.Tensor, alpha, sigma):
     """Turn a network output of the given kind into the pair (x_0 estimate, eps estimate)."""
     check_prediction(prediction)
+    if prediction == "mu":
+        raise ValueError("mu needs the path: use difusion.diffusion.variance.predicted_x0_eps")
     if prediction == "eps":
         return x0_from_eps(x_t, output, alpha, sigma), output
     if prediction == "x0":

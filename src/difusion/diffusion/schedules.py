@@ -53,6 +53,19 @@ def sigmoid_betas(T: int, beta_1: float = 1e-4, beta_T: float = 0.02) -> torch.T
     return scale * (beta_1 + (beta_T - beta_1) * torch.sigmoid(x))
 
 
+def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
+    """Lin et al. 2023, Algorithm 1: shift and scale sqrt(alpha_bar) so that alpha_bar_T = 0 (the
+    last step is pure noise, as at sampling time) while alpha_bar_1 keeps its value."""
+    sqrt_ab = torch.cumprod(1.0 - betas, dim=0).sqrt()
+    first, last = sqrt_ab[0].clone(), sqrt_ab[-1].clone()
+    sqrt_ab = (
+        (sqrt_ab - last) * first / (first - last)
+    )  # shift so the last is 0, scale the first back
+    ab = sqrt_ab**2
+    alphas = torch.cat([ab[:1], ab[1:] / ab[:-1]])
+    return 1.0 - alphas
+
+
 SCHEDULES = {"linear": linear_betas, "cosine": cosine_betas, "sigmoid": sigmoid_betas}
 
 

@@ -36,10 +36,16 @@ class MLPDenoiser(nn.Module):
         depth: number of residual blocks.
         num_classes: if set, class-conditional; label ``num_classes`` (or ``y=None``) is the
             null class.
+        out_dim: output size (default ``dim``; ``2 * dim`` for a learned variance).
     """
 
     def __init__(
-        self, dim: int = 2, hidden: int = 256, depth: int = 4, num_classes: int | None = None
+        self,
+        dim: int = 2,
+        hidden: int = 256,
+        depth: int = 4,
+        num_classes: int | None = None,
+        out_dim: int | None = None,
     ) -> None:
         super().__init__()
         self.dim = dim
@@ -47,7 +53,9 @@ class MLPDenoiser(nn.Module):
         self.embed = ConditionEmbedding(hidden, hidden, num_classes)
         self.input_proj = nn.Linear(dim, hidden)
         self.blocks = nn.ModuleList(MLPBlock(hidden) for _ in range(depth))
-        self.out = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), zero_init(nn.Linear(hidden, dim)))
+        self.out = nn.Sequential(
+            nn.LayerNorm(hidden), nn.SiLU(), zero_init(nn.Linear(hidden, out_dim or dim))
+        )
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         emb = self.embed(t, y, x.shape[0])

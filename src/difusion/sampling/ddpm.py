@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
+from difusion.diffusion.variance import learned_log_variance
 from difusion.errors import ConfigError
 
-VARIANCES = ("beta", "beta_tilde")
+VARIANCES = ("beta", "beta_tilde", "learned")
 
 
 @dataclass
@@ -48,23 +49,36 @@ def sample_ddpm(
 
     The mean is the posterior mean of eqs. 6-7 at the denoiser's x_0 estimate, which equals eq. 11's
     (1/sqrt(alpha_t)) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_theta) when x_0 is not clipped.
-    ``variance`` is sigma_t^2 = beta_t ("beta", Ho et al.'s choice for CIFAR-10) or beta_tilde_t
-    ("beta_tilde"). ``timesteps`` lists the times visited, descending, from the start to the end
+    ``variance`` is sigma_t^2 = beta_t ("beta", Ho et al.'s choice for CIFAR-10), beta_tilde_t
+    ("beta_tilde"), or the network's own (``learned``: improved DDPM eq. 15, for a denoiser with
+    ``with_variance``, on any respaced grid). ``timesteps`` lists the times visited, descending, from the start to the end
     (default T, T-1, ..., 1, 0); each step goes from one to the next, so a list that skips times is
     respaced sampling and one that ends above 0 stops early. ``noise(shape)`` draws z (default
     torch.randn).
     """
     if variance not in VARIANCES:
         raise ConfigError(f"unknown variance {variance!r}; choose one of: {', '.join(VARIANCES)}")
+    learned = variance == "learned"
+    if learned and not getattr(denoiser, "learn_sigma", False):
+        raise ConfigError(
+            "variance 'learned' needs a model trained with diffusion.learn_sigma=true; "
+            "use beta or beta_tilde"
+        )
     ts = list(timesteps) if timesteps is not None else list(range(path.T, -1, -1))
     draw = noise if noise is not None else (lambda shape: torch.randn(shape, device=x_T.device))
     x = x_T
     for i, (t, s) in enumerate(zip(ts[:-1], ts[1:], strict=True)):
-        x0, _ = denoiser(x, t, y)
+        if learned:
+            x0, _, v = denoiser.with_variance(x, t, y)
+        else:
+            x0, _ = denoiser(x, t, y)
         mean, beta_tilde, beta = path.posterior(x0, x, t, s)
         if s > 0:
-            var = beta if variance == "beta" else beta_tilde
-            x = mean + var.sqrt() * draw(x.shape)
+            if learned:  # improved DDPM eq. 15 on the skip t -> s
+                std = (0.5 * learned_log_variance(path, t, s, v)).exp()
+            else:
+                std = (beta if variance == "beta" else beta_tilde).sqrt()
+            x = mean + std * draw(x.shape)
         else:
             x = mean  # the last step adds no noise (z = 0); with s = 0 the mean is x0_hat
         if callback is not None:

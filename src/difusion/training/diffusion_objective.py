@@ -8,7 +8,8 @@ import torch
 
 from difusion.build import build_dataset, build_network, build_path
 from difusion.config import Config
-from difusion.diffusion.losses import drop_labels, simple_loss
+from difusion.diffusion.importance import LossAwareSampler
+from difusion.diffusion.losses import diffusion_loss, drop_labels, simple_loss
 from difusion.generate import draw_samples, labels_for, sample_run
 from difusion.training.objectives import Objective, register
 from difusion.viz import save_grid
@@ -26,7 +27,16 @@ class DiffusionObjective(Objective):
         self.use_labels = cfg.model.class_conditional and self.labels is not None
         self.network = build_network(cfg, self.dataset.shape, self.dataset.num_classes).to(device)
         self.path = build_path(cfg)
-        self.loss_label = f"L_simple ({cfg.diffusion.prediction})"
+        c = cfg.diffusion
+        self.improved = c.loss != "simple" or c.learn_sigma or c.weighting != "uniform"
+        self.loss_label = {
+            "simple": f"L_simple ({c.prediction})"
+            + ("" if c.weighting == "uniform" else f", {c.weighting}"),
+            "hybrid": f"L_hybrid ({c.prediction}, learned Sigma)",
+            "vlb": f"L_vlb ({c.prediction})"
+            + (", importance sampling" if c.importance_sampling else ""),
+        }[c.loss]
+        self.t_sampler = LossAwareSampler(c.T) if c.importance_sampling else None
 
     def describe(self) -> str:
         d = self.dataset
@@ -50,6 +60,8 @@ class DiffusionObjective(Objective):
 
     def loss(self, model, batch, generator, autocast_dtype):
         x0, y = batch
+        if self.improved:
+            return self._improved_loss(model, x0, y, generator, autocast_dtype)
         loss = simple_loss(
             model,
             self.path,
@@ -60,6 +72,40 @@ class DiffusionObjective(Objective):
             autocast_dtype=autocast_dtype,
         )
         return loss, {}
+
+    def _improved_loss(self, model, x0, y, generator, autocast_dtype):
+        c = self.cfg.diffusion
+        t = t_weight = None
+        if self.t_sampler is not None:
+            t, t_weight = self.t_sampler.sample(x0.shape[0], generator)
+            t = t.to(x0.device)
+        loss, vlb_t, extras = diffusion_loss(
+            model,
+            self.path,
+            x0,
+            prediction=c.prediction,
+            loss=c.loss,
+            learn_sigma=c.learn_sigma,
+            variance="beta" if c.variance == "learned" else c.variance,
+            weighting=c.weighting,
+            min_snr_gamma=c.min_snr_gamma,
+            hybrid_lambda=c.hybrid_lambda,
+            t=t,
+            t_weight=t_weight,
+            y=y,
+            generator=generator,
+            autocast_dtype=autocast_dtype,
+        )
+        if self.t_sampler is not None:
+            self.t_sampler.update(t.cpu(), vlb_t)
+        return loss, extras
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return self.t_sampler.state() if self.t_sampler is not None else {}
+
+    def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        if self.t_sampler is not None:
+            self.t_sampler.load_state(tensors)
 
     def preview(self, model, out: Path, autocast_dtype) -> None:
         """A quick look during training: 16 samples with 100 respaced steps."""
@@ -78,6 +124,7 @@ class DiffusionObjective(Objective):
             device=self.device,
             labels=labels_for(cfg, self.dataset.num_classes, 16),
             progress=False,
+            learn_sigma=cfg.diffusion.learn_sigma,
         )
         out.parent.mkdir(parents=True, exist_ok=True)
         if s.x.dim() == 4:
