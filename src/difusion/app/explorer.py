@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,7 +25,6 @@ import yaml
 
 from difusion.diffusion import SCHEDULES, DDPMPath
 from difusion.errors import DifusionError
-from difusion.runs import TrainedRun, load_run
 from difusion.sampling import GuidedDenoiser, ModelDenoiser, PerImageNoise, seeds_for
 from difusion.sampling.samplers import (
     SAMPLERS,
@@ -33,8 +33,21 @@ from difusion.sampling.samplers import (
     run_sampler,
     timesteps_for,
 )
-from difusion.viz import make_grid
-from difusion.viz.grid import default_scale
+
+if TYPE_CHECKING:  # difusion.runs and difusion.viz pull in matplotlib: imported when first used
+    from difusion.runs import TrainedRun
+
+
+def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, scale: int = 1):
+    """:func:`difusion.viz.grid.make_grid`, imported on first use (keeps start-up quick)."""
+    from difusion.viz.grid import make_grid as grid
+
+    return grid(images, nrow=nrow, pad=pad, scale=scale)
+
+
+def default_scale(images: torch.Tensor) -> int:
+    """An upscale that makes small images readable (:func:`difusion.viz.grid.default_scale`)."""
+    return max(1, 96 // images.shape[-1]) if images.shape[-1] < 96 else 1
 
 
 @dataclass(frozen=True)
@@ -162,6 +175,8 @@ class RunRegistry:
             stamp = ckpt.stat().st_mtime
             cached = self._loaded.get(run_dir)
             if cached is None or cached[0] != stamp:
+                from difusion.runs import load_run
+
                 try:
                     run = load_run(run_dir, "cpu")
                 except DifusionError as e:

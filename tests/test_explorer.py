@@ -1,0 +1,329 @@
+"""The functions behind the explorer's tabs, without a browser: closed forms of the forward process,
+sampling checked against `difusion sample`'s own code path, bounds, and which runs may be opened."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from difusion.app import explorer as ex
+from difusion.config import load_config
+from difusion.diffusion import DDPMPath
+from difusion.errors import DifusionError
+from difusion.generate import draw_samples
+from difusion.training.loop import train
+
+TINY_UNET = ["model.base_channels=8", "model.channel_mult=[1,2]", "model.attention_levels=[]"]
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    """A 2-D MLP denoiser trained for 600 steps (a few seconds), through the explorer's own trainer."""
+    folder, seconds = ex.train_toy_model(tmp_path_factory.mktemp("toy") / "run", steps=600)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def digits_cond_run(tmp_path_factory):
+    """A tiny class-conditional U-Net on the 8x8 digits, 30 steps: enough to sample from."""
+    cfg = load_config(
+        "digits",
+        [*TINY_UNET, "model.class_conditional=true", "train.steps=30", "train.sample_every=0"],
+    )
+    return train(
+        cfg, tmp_path_factory.mktemp("digits") / "run", progress=False, final_samples=False
+    ).run_dir
+
+
+@pytest.fixture(scope="module")
+def registry(toy_run, digits_cond_run):
+    return ex.RunRegistry([toy_run, digits_cond_run])
+
+
+# -- forward process ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "sigmoid"])
+def test_noise_level_is_the_closed_form(schedule):
+    path = ex.schedule_path(schedule, 1000)
+    betas = {
+        "linear": np.linspace(1e-4, 0.02, 1000),
+        "sigmoid": 1e-4 + (0.02 - 1e-4) / (1 + np.exp(-np.linspace(-6, 6, 1000))),
+    }
+    for t in (1, 10, 500, 999, 1000):
+        level = ex.noise_level(path, t)
+        if schedule == "cosine":  # Nichol & Dhariwal eq. 17, away from the clipped end
+            f = lambda u: math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
+            expected = f(t / 1000) / f(0)
+            if t < 1000:
+                assert level["alpha_bar"] == pytest.approx(expected, rel=1e-6, abs=1e-9)
+        else:
+            expected = float(np.prod(1 - betas[schedule][:t]))
+            assert level["alpha_bar"] == pytest.approx(expected, rel=1e-9)
+        a = level["alpha_bar"]
+        assert level["snr"] == pytest.approx(a / (1 - a), rel=1e-9)
+        assert level["sigma"] == pytest.approx(math.sqrt(1 - a), rel=1e-9)
+    assert ex.noise_level(path, 0) == {"t": 0, "alpha_bar": 1.0, "snr": math.inf, "sigma": 0.0}
+
+
+def test_forward_sample_is_eq_4_with_one_noise_per_seed():
+    path = DDPMPath.from_schedule("cosine", 1000)
+    x0 = torch.rand(1, 28, 28) * 2 - 1
+    assert torch.equal(ex.forward_sample(path, x0, 0, seed=3), x0)
+    eps = torch.randn((1, 1, 28, 28), generator=torch.Generator().manual_seed(3))[0]
+    for t in (100, 600):
+        a = float(path.alpha_bar[t])
+        expected = math.sqrt(a) * x0 + math.sqrt(1 - a) * eps
+        torch.testing.assert_close(ex.forward_sample(path, x0, t, seed=3), expected)
+    x_T = ex.forward_sample(path, x0, 1000, seed=4)  # alpha_bar_T ~ 0: nearly pure N(0, I)
+    assert abs(float(x_T.mean())) < 0.12 and abs(float(x_T.std()) - 1) < 0.1
+    assert not torch.equal(
+        ex.forward_sample(path, x0, 600, seed=4), ex.forward_sample(path, x0, 600, seed=3)
+    )
+
+
+def test_forward_view_shapes_and_bounds():
+    x0 = ex.dataset_example("digits", 5)
+    assert x0.shape == (1, 8, 8)
+    view = ex.forward_view(x0, "linear", 1000, 300, seed=0)
+    assert view.x_t.dtype == np.uint8 and view.x_t.shape == (192, 192, 3)
+    assert view.strip.shape == (2 + 96 + 2, 2 + 8 * 98, 3)  # 8 times, digits shown 12x
+    assert view.curves.ndim == 3 and view.curves.shape[2] == 3
+    assert view.level["t"] == 300
+    far = ex.forward_view(x0, "linear", 1000, 1000, seed=0).x_t.astype(float)
+    near = ex.forward_view(x0, "linear", 1000, 0, seed=0).x_t.astype(float)
+    assert np.abs(far - near).mean() > 20  # the picture changes with t
+    for bad in ({"t": 1001}, {"t": -1}, {"t": 2.5}, {"T": 10**6}, {"seed": "x"}):
+        kw = {"T": 1000, "t": 10, "seed": 0, **bad}
+        with pytest.raises(DifusionError):
+            ex.forward_view(x0, "linear", kw["T"], kw["t"], kw["seed"])
+    with pytest.raises(DifusionError, match="schedule"):
+        ex.forward_view(x0, "quadratic", 1000, 10)
+    with pytest.raises(DifusionError, match="T=10"):  # linear is undefined at tiny T: a message
+        ex.forward_view(x0, "linear", 10, 5)
+
+
+def test_forward_view_of_2d_points():
+    cloud = ex.dataset_example("toy2d", 0)
+    assert cloud.shape == (2000, 2)
+    view = ex.forward_view(cloud, "cosine", 200, 100, seed=0, data=cloud)
+    assert view.x_t.shape[2] == 3 and view.strip.shape[1] == 8 * view.x_t.shape[1]
+
+
+def test_image_from_upload_crops_shrinks_and_bounds():
+    rgb = np.zeros((300, 200, 3), np.uint8)
+    rgb[:, :, 0] = 255
+    x = ex.image_from_upload(rgb)
+    assert x.shape == (3, 128, 128)
+    torch.testing.assert_close(x[0], torch.ones(128, 128))
+    torch.testing.assert_close(x[1], -torch.ones(128, 128))
+    gray = np.full((40, 60, 4), 127, np.uint8)  # RGBA with equal channels: one channel, 40x40
+    assert ex.image_from_upload(gray).shape == (1, 40, 40)
+    with pytest.raises(DifusionError, match="at most 4096"):
+        ex.image_from_upload(np.zeros((5000, 10), np.uint8))
+    with pytest.raises(DifusionError, match="not an image"):
+        ex.image_from_upload(np.zeros(10, np.uint8))
+
+
+# -- which runs may be opened ------------------------------------------------------------------------
+
+
+def test_only_allowed_runs_open(registry, toy_run, tmp_path):
+    assert registry.resolve(str(toy_run)) == toy_run.resolve()
+    for name in ("/etc", "/etc/passwd", str(toy_run.parent), str(toy_run) + "/../run", "", None):
+        with pytest.raises(DifusionError):
+            registry.resolve(name)
+    with pytest.raises(ex.RunRefused, match="refused"):
+        registry.load("/etc")
+
+
+def test_root_allows_folders_under_it_and_nothing_outside(toy_run, tmp_path):
+    root = tmp_path / "runs"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "config.yaml").write_text("name: a\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "config.yaml").write_text("name: b\n")
+    (root / "link").symlink_to(outside)  # a symlink out of the root is outside it
+    reg = ex.RunRegistry([], root)
+    assert reg.names() == ["a"]
+    assert reg.resolve("a") == (root / "a").resolve()
+    for name in ("../outside", "link", str(outside), "a/../../outside"):
+        with pytest.raises(ex.RunRefused):
+            reg.resolve(name)
+
+
+def test_missing_and_broken_runs_are_messages(tmp_path, digits_cond_run):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.yaml").write_text((digits_cond_run / "config.yaml").read_text())
+    (broken / "checkpoint.safetensors").write_bytes(b"\x00garbage" * 100)
+    reg = ex.RunRegistry([tmp_path / "nowhere", broken, tmp_path])
+    with pytest.raises(DifusionError, match="no readable config.yaml"):
+        reg.load(str(tmp_path / "nowhere"))
+    with pytest.raises(DifusionError, match="broken"):
+        reg.load(str(broken))
+    (broken / "checkpoint.safetensors").unlink()
+    with pytest.raises(DifusionError, match="no checkpoint"):
+        reg.load(str(broken))
+
+
+def test_latent_tab_detects_autoencoder_runs(tmp_path, registry):
+    assert ex.latent_status(registry) == ex.NO_AUTOENCODER
+    ae = tmp_path / "ae"
+    ae.mkdir()
+    (ae / "config.yaml").write_text("objective: autoencoder\nname: ae\n")
+    reg = ex.RunRegistry([ae])
+    assert reg.names("autoencoder") == [str(ae)] and reg.names("diffusion") == []
+    assert str(ae) in ex.latent_status(reg)
+    with pytest.raises(DifusionError, match="Latent space"):
+        reg.load(str(ae))
+
+
+# -- reverse process and compare ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("sampler", "steps"), [("ddim", 10), ("ddpm", 10), ("heun", 4)])
+def test_reverse_process_matches_difusion_sample(registry, digits_cond_run, sampler, steps):
+    run = registry.load(str(digits_cond_run))
+    traj = ex.reverse_process(run, sampler=sampler, steps=steps, seed=5, n=6, class_id=3)
+    cfg = run.config
+    reference = draw_samples(
+        run.network,
+        run.path,
+        run.shape,
+        n=6,
+        seed=5,
+        steps=steps,
+        sampler=sampler,
+        prediction=cfg.diffusion.prediction,
+        variance=cfg.diffusion.variance,
+        clip_x0=cfg.diffusion.clip_x0,
+        labels=torch.full((6,), 3),
+        progress=False,
+    )
+    torch.testing.assert_close(traj.samples, reference.x)
+    assert traj.nfe == (2 * steps - 1 if sampler == "heun" else steps)
+    assert len(traj.times) == steps and traj.times[-1] == 0
+    torch.testing.assert_close(traj.x_t[-1], traj.samples)  # the last frame is the sample
+    # sample i depends on seed + i only, not on how many are drawn with it
+    two = ex.reverse_process(run, sampler=sampler, steps=steps, seed=5, n=2, class_id=3)
+    torch.testing.assert_close(two.samples, traj.samples[:2])
+
+
+def test_reverse_pictures_are_shaped_right(registry, digits_cond_run, toy_run):
+    run = registry.load(str(digits_cond_run))
+    traj = ex.reverse_process(run, sampler="dpmpp-2m", steps=20, seed=0, n=16, frames=40)
+    assert len(traj.times) == 20  # no more frames than steps
+    assert traj.labels.tolist() == [i % 10 for i in range(16)]  # class -1: each in turn
+    strip = ex.trajectory_strip(traj, columns=10)
+    assert strip.shape == (2 + 2 * 98, 2 + 10 * 98, 3)  # x_t over x_0, 10 steps, digits 12x
+    frames = ex.trajectory_frames(traj)
+    assert len(frames) == 20 and frames[0].shape == (2 + 2 * 98, 2 + 8 * 98, 3)
+    grid = ex.samples_picture(traj.samples)
+    assert grid.shape == (2 + 4 * 98, 2 + 4 * 98, 3)
+    gif = ex.save_animation(frames)
+    assert gif.read_bytes()[:6] == b"GIF89a"
+    toy = registry.load(str(toy_run))
+    cloud = ex.reverse_process(toy, sampler="ddim", steps=10, n=500, frames=5)
+    assert cloud.samples.shape == (500, 2) and len(cloud.x_t) == 5
+    data = ex.run_data(toy)
+    assert (
+        ex.trajectory_strip(cloud, data=data).shape[1]
+        == 5 * ex.samples_picture(cloud.samples, data).shape[1]
+    )
+
+
+def test_toy_model_trained_on_the_fly_learns(registry, toy_run):
+    run = registry.load(str(toy_run))
+    data = ex.run_data(run)
+    samples = ex.reverse_process(run, sampler="ddpm", steps=200, n=1000).samples
+    noise = torch.randn(1000, 2, generator=torch.Generator().manual_seed(0))
+    near = lambda x: torch.cdist(x, data).min(dim=1).values.mean()  # noqa: E731
+    assert near(samples) < 0.5 * near(noise)  # the samples lie on the moons, noise does not
+
+
+def test_reverse_process_bounds(registry, digits_cond_run, toy_run):
+    run = registry.load(str(digits_cond_run))
+    toy = registry.load(str(toy_run))
+    for kwargs, match in [
+        ({"steps": 0}, "steps"),
+        ({"steps": 1001}, "steps"),
+        ({"n": 65}, "samples"),
+        ({"sampler": "magic"}, "sampler"),
+        ({"guidance": 25}, "guidance"),
+        ({"guidance": float("nan")}, "guidance"),
+        ({"class_id": 10}, "class"),
+        ({"eta": 2}, "eta"),
+    ]:
+        with pytest.raises(DifusionError, match=match):
+            ex.reverse_process(run, **{"steps": 5, **kwargs})
+    with pytest.raises(DifusionError, match="not class-conditional"):
+        ex.reverse_process(toy, steps=5, guidance=1.0)
+    with pytest.raises(DifusionError, match="not class-conditional"):
+        ex.reverse_process(toy, steps=5, class_id=0)
+
+
+def test_guidance_matches_the_guided_sampler_and_sweep(registry, digits_cond_run, toy_run):
+    run = registry.load(str(digits_cond_run))
+    cfg = run.config
+    traj = ex.reverse_process(run, sampler="ddim", steps=8, seed=1, n=4, class_id=2, guidance=3.0)
+    reference = draw_samples(
+        run.network,
+        run.path,
+        run.shape,
+        n=4,
+        seed=1,
+        steps=8,
+        sampler="ddim",
+        prediction=cfg.diffusion.prediction,
+        clip_x0=cfg.diffusion.clip_x0,
+        labels=torch.full((4,), 2),
+        guidance=3.0,
+        progress=False,
+    )
+    torch.testing.assert_close(traj.samples, reference.x)
+    grid, rows = ex.guidance_sweep(
+        run, [0.0, 3.0], class_id=2, n_per_scale=4, seed=1, steps=8, sampler="ddim"
+    )
+    torch.testing.assert_close(rows[1].samples, traj.samples)
+    assert grid.shape == (2 + 2 * 98, 2 + 4 * 98, 3)
+    assert not torch.equal(rows[0].samples, rows[1].samples)
+    with pytest.raises(DifusionError, match="more than 64"):
+        ex.guidance_sweep(run, [0, 1, 2, 3, 4], n_per_scale=16)
+    with pytest.raises(DifusionError, match="not class-conditional"):
+        ex.guidance_sweep(registry.load(str(toy_run)), [0, 1])
+    assert ex.parse_scales("0, 1;2 4") == [0, 1, 2, 4]
+    for bad in ("", "1,2,3,4,5,6,7,8,9", "1, x", "-1"):
+        with pytest.raises(DifusionError):
+            ex.parse_scales(bad)
+
+
+def test_compare_same_seed_two_settings(registry, digits_cond_run):
+    run = registry.load(str(digits_cond_run))
+    same = ex.compare_samplers(run, ("ddim", 10), ("ddim", 10), seed=2, n=4)
+    assert same.mean_abs_difference == 0.0
+    other = ex.compare_samplers(run, ("ddim", 5), ("dpmpp-2m", 5), seed=2, n=4)
+    assert other.mean_abs_difference > 0.0
+    assert other.left.samples.shape == other.right.samples.shape == (4, 1, 8, 8)
+
+
+def test_explore_command_refuses_a_missing_root(tmp_path):
+    from typer.testing import CliRunner
+
+    from difusion.cli import app
+
+    result = CliRunner().invoke(app, ["explore", "--root", str(tmp_path / "nope")])
+    assert result.exit_code != 0 and "is not a folder" in str(result.exception)
+
+
+def test_ui_builds_with_no_runs():
+    pytest.importorskip("gradio")
+    from difusion.app.ui import build_app
+
+    demo = build_app(ex.RunRegistry([]))
+    labels = {getattr(b, "label", None) for b in demo.blocks.values()}
+    assert {"x_t", "samples", "t"} <= labels
