@@ -200,6 +200,10 @@ def sample(
     from difusion.training.distributed import default_device
 
     device = default_device()
+    from difusion.autoencoders.run import autoencoder_cli, is_autoencoder_run
+
+    if is_autoencoder_run(run_dir):  # autoencoders sample their prior (difusion.autoencoders)
+        return autoencoder_cli("sample", run_dir, n=n, seed=seed, out=out)
     run = load_run(run_dir, device)
     cfg = run.config
     if variance is not None:
@@ -290,6 +294,10 @@ def eval_(
 
     device = default_device()
     setup: dict = {}
+    from difusion.autoencoders.run import autoencoder_cli, is_autoencoder_run
+
+    if target.is_dir() and is_autoencoder_run(target):  # reconstruction, NLL, codebook, FID
+        return autoencoder_cli("eval", target, n=n, out=out, progress=not quiet)
     if target.is_dir():
         from difusion.runs import samples_for_eval
 
