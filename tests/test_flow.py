@@ -184,3 +184,23 @@ def test_ddim_on_a_flow_model_matches_fm_euler_on_it():
     a = sample_ddim(den, path, x_T, ts)
     b = sample_flow_ode("euler", MixtureDenoiser(mix, path), path, x_T, ts)
     assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_mixture_flow_matches_the_gaussian_flow_and_moves_the_base_to_the_data():
+    from difusion.diffusion.flow import MixtureFlow
+
+    # one component each: the Gaussian flow from N(0, I)
+    mf = MixtureFlow(torch.tensor([[2.0, -1.0]]), 0.5, torch.zeros(1, 2), 1.0)
+    g = _gauss()
+    x = torch.randn(10, 2, dtype=torch.float64)
+    for t in (0.1, 0.5, 0.9):
+        assert torch.allclose(mf.velocity(x, t), g.velocity(x, t), atol=1e-12)
+    # a ring base to four clusters: RK4 carries base samples onto the clusters
+    angle = torch.linspace(0, 2 * math.pi, 33)[:-1]
+    ring = torch.stack([angle.cos(), angle.sin()], 1).double() * 2
+    data = torch.tensor([[3.0, 3.0], [-3.0, 3.0], [3.0, -3.0], [-3.0, -3.0]], dtype=torch.float64)
+    mf = MixtureFlow(data, 0.1, ring, 0.1)
+    x1 = ring[torch.randint(32, (400,))] + 0.1 * torch.randn(400, 2, dtype=torch.float64)
+    x = solve_flow(lambda x, t, y=None: mf.velocity(x, t), x1, flow_times(50), "rk4")
+    nearest = torch.cdist(x, data).min(1).values
+    assert nearest.median() < 0.2, nearest.median()

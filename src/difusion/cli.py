@@ -226,17 +226,40 @@ def sample(
     # 2-D samples are drawn over the training data, so load it (it is generated, so cheap).
     points = build_dataset(cfg).data if len(run.shape) == 1 else None
     t0 = time.perf_counter()
-    written = sample_trained_run(
-        run,
-        out,
-        n=n,
-        seed=seed,
-        steps=steps,
-        device=device,
-        points=points,
-        progress=not quiet,
-        class_id=class_id,
-    )
+    if cfg.objective == "flow":  # a velocity network: flow ODE solvers, or DDPM's via an adapter
+        import torch
+
+        from difusion.sampling.flow_sample import sample_flow_run
+        from difusion.training.precision import autocast_dtype
+
+        amp = autocast_dtype(cfg.train.precision, torch.device(device))
+        written = sample_flow_run(
+            cfg,
+            run.network,
+            run.shape,
+            out,
+            amp,
+            device,
+            num_classes=run.num_classes,
+            points=points,
+            progress=not quiet,
+            n=n,
+            seed=seed,
+            steps=steps,
+            class_id=class_id,
+        )
+    else:
+        written = sample_trained_run(
+            run,
+            out,
+            n=n,
+            seed=seed,
+            steps=steps,
+            device=device,
+            points=points,
+            progress=not quiet,
+            class_id=class_id,
+        )
     typer.echo(
         f"{n} samples from step {run.step} of {run_dir} in {time.perf_counter() - t0:.1f} s:"
     )

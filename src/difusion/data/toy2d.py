@@ -81,12 +81,22 @@ def spiral(n: int, seed: Seed = 0, noise: float = 0.05) -> np.ndarray:
     return _standardize(points)
 
 
+def annulus(n: int, seed: Seed = 0, inner: float = 0.8, outer: float = 1.2) -> np.ndarray:
+    """A ring, uniform in area between radii ``inner`` and ``outer``: the base distribution of
+    Nakkiran et al.'s flow from an annulus to a spiral (Sec. 4)."""
+    rng = _rng(seed)
+    radius = np.sqrt(rng.uniform(inner**2, outer**2, n))
+    angle = rng.uniform(0.0, 2.0 * np.pi, n)
+    return _standardize(np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1))
+
+
 DISTRIBUTIONS: dict[str, Callable[..., np.ndarray]] = {
     "swiss_roll": swiss_roll,
     "moons": moons,
     "8gaussians": eight_gaussians,
     "checkerboard": checkerboard,
     "spiral": spiral,
+    "annulus": annulus,
 }
 
 
@@ -111,7 +121,8 @@ def load_toy2d(
 ) -> Dataset:
     """A :class:`Dataset` of ``n`` points from a 2-D distribution, the same for the same seed.
 
-    Valid distributions: ``swiss_roll``, ``moons``, ``8gaussians``, ``checkerboard``, ``spiral``.
+    Valid distributions: ``swiss_roll``, ``moons``, ``8gaussians``, ``checkerboard``, ``spiral``,
+    ``annulus``.
     ``split="test"`` draws an independent sample of the same distribution (a different random
     stream derived from ``seed``), so train and test never share points.
     """

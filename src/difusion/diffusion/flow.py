@@ -6,7 +6,7 @@ way, t = 0 noise and t = 1 data; every formula below is theirs with t -> 1 - t.)
 
 A flow path is a Gaussian path like DDPM's, x_t = a_t x_0 + b_t eps, with t continuous in [0, 1]:
 
-- ``rectified`` (Liu et al. eq. 1; Nakkiran et al. Sec. 3.4 "linear flow"):
+- ``rectified`` (Liu et al. eq. 1; Nakkiran et al. Sec. 4, the "linear pointwise flow"):
       x_t = (1 - t) x_0 + t eps,                      target  v = d x_t / dt = eps - x_0.
 - ``ot`` (Lipman et al. eq. 20, the "optimal transport" conditional path): with noise x_0^L and data
   x_1^L in their notation, psi_t = (1 - (1 - sigma_min) t) x_0^L + t x_1^L. Put t -> 1 - t, x_1^L = x_0
@@ -18,7 +18,7 @@ A flow path is a Gaussian path like DDPM's, x_t = a_t x_0 + b_t eps, with t cont
   sigma_min = 0 gives the rectified path.
 
 The network learns the velocity v_theta(x_t, t) ~ E[v | x_t] (conditional flow matching, Lipman et
-al. eq. 9 / Nakkiran et al. eq. 49); a point moved by dx/dt = v_theta from x_1 ~ N(0, I) at t = 1 to
+al. eq. 9; Nakkiran et al. Pseudocode 4); a point moved by dx/dt = v_theta from x_1 ~ N(0, I) at t = 1 to
 t = 0 is a sample.
 """
 
@@ -157,3 +157,33 @@ class GaussianFlow:
         return -0.5 * (z**2).sum(1) / std**2 - d * (
             std.log() + 0.5 * torch.log(torch.tensor(2 * torch.pi))
         )
+
+
+class MixtureFlow:
+    """The exact marginal velocity of the rectified flow between two isotropic Gaussian mixtures
+    under the independent coupling (Nakkiran et al. Sec. 4: any base, e.g. an annulus).
+
+    Data x_0 ~ (1/I) sum_i N(mu_i, s0^2 I), base x_1 ~ (1/J) sum_j N(nu_j, s1^2 I). For the pair
+    (i, j), x_t = (1 - t) x_0 + t x_1 is N(m_ij, V I) with m_ij = (1 - t) mu_i + t nu_j,
+    V = (1 - t)^2 s0^2 + t^2 s1^2, and the pointwise velocity d x_t/dt = x_1 - x_0 has
+    E[x_1 - x_0 | x_t, ij] = (nu_j - mu_i) + (t s1^2 - (1 - t) s0^2) / V (x_t - m_ij).
+    The marginal field averages these with the pair posteriors r_ij(x_t) ~ N(x_t; m_ij, V I).
+    """
+
+    def __init__(self, data: torch.Tensor, s0: float, base: torch.Tensor, s1: float):
+        self.mu, self.nu = data.double(), base.double()
+        self.s0, self.s1 = float(s0), float(s1)
+
+    def velocity(self, x: torch.Tensor, t, chunk: int = 256) -> torch.Tensor:
+        """v*(x, t) at one time t (float or a constant (N,) tensor)."""
+        t = float(torch.as_tensor(t, dtype=torch.float64).flatten()[0])
+        var = (1 - t) ** 2 * self.s0**2 + t**2 * self.s1**2
+        gain = (t * self.s1**2 - (1 - t) * self.s0**2) / var
+        m = ((1 - t) * self.mu[:, None] + t * self.nu[None]).reshape(-1, self.mu.shape[1])
+        d = (self.nu[None] - self.mu[:, None]).reshape(-1, self.mu.shape[1])
+        out = []
+        for xs in x.double().split(chunk):
+            diff = xs[:, None] - m[None]  # (n, IJ, D)
+            r = torch.softmax(-0.5 * diff.pow(2).sum(-1) / var, dim=1)  # pair posteriors
+            out.append(torch.einsum("np,npd->nd", r, d[None] + gain * diff))
+        return torch.cat(out).to(x.dtype)

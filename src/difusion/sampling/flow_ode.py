@@ -1,7 +1,7 @@
 """ODE solvers for flow matching, and the adapters that make a velocity field a denoiser and back.
 
 Sampling a flow model integrates dx/dt = v(x, t) from x_1 ~ N(0, I) at t = 1 down to t = 0 on a
-grid 1 = t_0 > t_1 > ... > t_N = 0, step h = t_{i+1} - t_i < 0 (Nakkiran et al. Algorithm 4 is the
+grid 1 = t_0 > t_1 > ... > t_N = 0, step h = t_{i+1} - t_i < 0 (Nakkiran et al. Pseudocode 5 is the
 Euler case):
 
 - Euler (order 1, 1 call a step):  x <- x + h v(x, t)
@@ -88,13 +88,13 @@ def solve_flow(
 
 class NetworkVelocity:
     """A trained network as the velocity field v_theta(x, t, y); the network sees 1000 t
-    (``TIME_SCALE``), the time scale its sinusoidal embedding was built for."""
+    (``TIME_SCALE``), the time scale its sinusoidal embedding was built for. Differentiable in x."""
 
     def __init__(self, network: torch.nn.Module, autocast_dtype: torch.dtype | None = None):
         self.network, self.autocast_dtype = network, autocast_dtype
 
-    @torch.no_grad()
     def __call__(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None):
+        # no torch.no_grad here: the likelihood (likelihood_ode) differentiates through it
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(x.shape[0])
         with torch.autocast(
             x.device.type, self.autocast_dtype, enabled=self.autocast_dtype is not None

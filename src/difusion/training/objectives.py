@@ -91,6 +91,7 @@ _MODULES = {
     "diffusion": "difusion.training.diffusion_objective",
     "autoencoder": "difusion.autoencoders.objective",
     "segmentation": "difusion.segmentation.objective",
+    "flow": "difusion.training.flow_objective",
 }
 
 

@@ -1,0 +1,218 @@
+"""Flow matching as an objective of the training loop (Lipman et al. 2023; Liu et al. 2023).
+
+Nakkiran et al. 2024, Sec. 4 (Pseudocode 4, flow-matching training loss): draw x_0 from the data,
+eps ~ N(0, I) and t ~ U[0, 1]; regress the network on the pointwise velocity of the path,
+
+    L = E || v_theta(x_t, t) - (a'_t x_0 + b'_t eps) ||^2,    rectified: x_t = (1 - t) x_0 + t eps,
+                                                              target eps - x_0,
+
+with t = 0 data and t = 1 noise (see ``difusion.diffusion.flow``). The network is the same U-Net
+(or MLP) as for diffusion; it receives 1000 t, the scale its time embedding was built for.
+Options: the OT path with sigma_min, mini-batch optimal-transport coupling of x_0 and eps
+(Tong et al. 2023; Pooladian et al. 2023), and reflow (Liu et al. Sec. 2.2): retrain on pairs
+(eps, x_0 = ODE(eps)) drawn from a finished flow run, starting from its weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from difusion.build import build_dataset, build_network, build_path
+from difusion.config import Config
+from difusion.diffusion.flow import FLOW_PATHS, TIME_SCALE, FlowPath
+from difusion.errors import ConfigError
+from difusion.generate import labels_for
+from difusion.sampling.flow_ode import FLOW_SOLVERS, NetworkVelocity, flow_times, solve_flow
+from difusion.training.objectives import Objective, register
+from difusion.viz import save_grid
+
+
+def flow_path(cfg: Config) -> FlowPath:
+    """The flow path of a config (``flow.path``, ``flow.sigma_min``)."""
+    return FlowPath(cfg.flow.path, cfg.flow.sigma_min)
+
+
+def ot_couple(x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Reorder ``eps`` so that (x0_i, eps_i) is the optimal-transport matching of the batch under
+    the squared Euclidean cost: min over permutations pi of sum_i ||x0_i - eps_pi(i)||^2 (exact,
+    Hungarian algorithm; Tong et al. 2023 eq. 9 with a mini-batch)."""
+    from scipy.optimize import linear_sum_assignment
+
+    cost = torch.cdist(x0.flatten(1).double(), eps.flatten(1).double()).pow(2)
+    _, cols = linear_sum_assignment(cost.cpu().numpy())
+    return eps[torch.as_tensor(cols, device=eps.device)]
+
+
+def flow_matching_loss(
+    model: torch.nn.Module,
+    path: FlowPath,
+    x0: torch.Tensor,
+    eps: torch.Tensor,
+    t: torch.Tensor,
+    y: torch.Tensor | None = None,
+    autocast_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """The conditional flow-matching loss (Lipman et al. eq. 9): mean ||v_theta(x_t, t) - v||^2."""
+    x_t = path.sample(x0, t, eps)  # x_t = a_t x_0 + b_t eps
+    target = path.target(x0, t, eps)  # v = a'_t x_0 + b'_t eps  (rectified: eps - x_0)
+    with torch.autocast(x0.device.type, autocast_dtype, enabled=autocast_dtype is not None):
+        pred = model(x_t, TIME_SCALE * t, y)  # the network's time input is 1000 t
+    return F.mse_loss(pred.float(), target.float())
+
+
+class FlowObjective(Objective):
+    """Draw x_0 (or a reflow pair), eps and t; return the flow-matching loss."""
+
+    loss_label = "flow matching loss"
+
+    def __init__(self, cfg: Config, device: torch.device):
+        super().__init__(cfg, device)
+        self.flow = flow_path(cfg)
+        self.ddpm_path = build_path(cfg)  # for the DDPM samplers, through VelocityDenoiser
+        self.dataset = build_dataset(cfg)
+        d = self.dataset
+        self.labels = d.labels.to(device) if d.labels is not None else None
+        self.use_labels = cfg.model.class_conditional and self.labels is not None
+        self.network = build_network(cfg, d.shape, d.num_classes).to(device)
+        self.pairs: tuple[torch.Tensor, torch.Tensor] | None = None
+        if cfg.flow.reflow:
+            self.pairs = self._reflow_pairs(cfg, device)
+        else:
+            self.data = d.data.to(device)
+
+    @classmethod
+    def validate(cls, cfg: Config) -> None:
+        f = cfg.flow
+        if f.path not in FLOW_PATHS:
+            raise ConfigError(f"flow.path must be one of {', '.join(FLOW_PATHS)}, got {f.path!r}")
+        if not 0.0 <= f.sigma_min < 1.0:
+            raise ConfigError(f"flow.sigma_min must be in [0, 1), got {f.sigma_min}")
+        if f.reflow_solver not in FLOW_SOLVERS:
+            raise ConfigError(f"flow.reflow_solver must be one of {', '.join(FLOW_SOLVERS)}")
+        if f.reflow_pairs <= 0 or f.reflow_steps <= 0:
+            raise ConfigError("flow.reflow_pairs and flow.reflow_steps must be positive")
+        if f.reflow and f.ot_coupling:
+            raise ConfigError(
+                "flow.reflow trains on the teacher's own pairs; set flow.ot_coupling=false"
+            )
+        if f.reflow and cfg.model.class_conditional:
+            raise ConfigError(
+                "flow.reflow supports unconditional runs only; unset class_conditional"
+            )
+        if f.reflow and not (Path(f.reflow) / "report.md").exists():
+            raise ConfigError(
+                f"flow.reflow={f.reflow} is not a finished run folder; train it first"
+            )
+
+    def _reflow_pairs(self, cfg: Config, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(eps, x_0) with x_0 the teacher's ODE solution from eps (Liu et al. Algorithm 1,
+        "reflow"); the student starts from the teacher's weights."""
+        from difusion.runs import load_run
+        from difusion.training.precision import autocast_dtype
+
+        teacher = load_run(cfg.flow.reflow, device)
+        if teacher.config.objective != "flow":
+            raise ConfigError(f"flow.reflow={cfg.flow.reflow} is not a flow run")
+        if tuple(teacher.shape) != tuple(self.dataset.shape):
+            raise ConfigError(f"flow.reflow: teacher data shape {teacher.shape} differs")
+        try:
+            self.network.load_state_dict(teacher.network.state_dict())
+        except RuntimeError:
+            raise ConfigError(
+                "flow.reflow: the teacher's network has another architecture; copy its model section"
+            ) from None
+        f = cfg.flow
+        amp = autocast_dtype(teacher.config.train.precision, torch.device(device))
+        velocity = NetworkVelocity(teacher.network, amp)
+        g = torch.Generator().manual_seed(cfg.train.seed + 12345)
+        eps = torch.randn(f.reflow_pairs, *self.dataset.shape, generator=g)
+        x0 = []
+        for chunk in tqdm(eps.split(256), desc="reflow pairs", leave=False, disable=True):
+            x0.append(
+                solve_flow(velocity, chunk.to(device), flow_times(f.reflow_steps), f.reflow_solver)
+            )
+        return eps.to(device), torch.cat(x0).float()
+
+    def describe(self) -> str:
+        d = self.dataset
+        what = f"{d.name} {tuple(d.shape)} x {len(d)}"
+        if self.pairs is not None:
+            what = f"reflow of {self.cfg.flow.reflow}: {len(self.pairs[0])} ODE pairs"
+        return f"{what}, {self.flow.describe()}"
+
+    def meta(self) -> dict:
+        return {"shape": list(self.dataset.shape), "num_classes": self.dataset.num_classes}
+
+    def batch(self, generator: torch.Generator):
+        cfg = self.cfg
+        bs = cfg.train.batch_size
+        if self.pairs is not None:
+            idx = torch.randint(len(self.pairs[0]), (bs,), generator=generator).to(self.device)
+            return self.pairs[1][idx], None, self.pairs[0][idx]
+        idx = torch.randint(len(self.data), (bs,), generator=generator).to(self.device)
+        x0 = self.data[idx]
+        if cfg.data.hflip and x0.dim() == 4:
+            flip = torch.rand(len(idx), generator=generator).to(self.device) < 0.5
+            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+        y = self.labels[idx] if self.use_labels else None
+        if y is not None and cfg.train.p_uncond > 0:
+            from difusion.diffusion.losses import drop_labels
+
+            y = drop_labels(y, cfg.train.p_uncond, self.dataset.num_classes, generator)
+        return x0, y, None
+
+    def loss(self, model, batch, generator, autocast_dtype):
+        x0, y, eps = batch
+        if eps is None:
+            eps = torch.randn(x0.shape, generator=generator).to(x0.device)
+            if self.cfg.flow.ot_coupling:
+                eps = ot_couple(x0, eps)
+        t = torch.rand(x0.shape[0], generator=generator).to(x0.device)
+        return flow_matching_loss(model, self.flow, x0, eps, t, y, autocast_dtype), {}
+
+    def preview(self, model, out: Path, autocast_dtype) -> None:
+        """16 samples with 20 Euler steps."""
+        if len(self.dataset.shape) != 3:
+            return
+        g = torch.Generator().manual_seed(self.cfg.sample.seed)
+        x1 = torch.randn(16, *self.dataset.shape, generator=g).to(self.device)
+        y = labels_for(self.cfg, self.dataset.num_classes, 16)
+        y = y.to(self.device) if y is not None else None
+        x = solve_flow(NetworkVelocity(model, autocast_dtype), x1, flow_times(20), "euler", y=y)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_grid(x.clamp(-1, 1), out, nrow=8)
+
+    def finish(self, model, run_dir: Path, autocast_dtype, progress: bool) -> dict[str, Path]:
+        d = self.dataset
+        from difusion.sampling.flow_sample import sample_flow_run
+
+        return sample_flow_run(
+            self.cfg,
+            model,
+            d.shape,
+            run_dir,
+            autocast_dtype,
+            self.device,
+            num_classes=d.num_classes,
+            points=d.data if d.kind == "points" else None,
+            progress=progress,
+        )
+
+    def report_lines(self) -> list[str]:
+        f = self.cfg.flow
+        lines = [f"- {self.flow.describe()}, t = 0 data, t = 1 noise; network time input 1000 t"]
+        if f.ot_coupling:
+            lines.append("- mini-batch optimal-transport coupling of x_0 and eps")
+        if f.reflow:
+            lines.append(
+                f"- reflow of {f.reflow}: {f.reflow_pairs} pairs, {f.reflow_steps} "
+                f"{f.reflow_solver} steps"
+            )
+        return lines
+
+
+register("flow", FlowObjective)
