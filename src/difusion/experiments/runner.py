@@ -23,6 +23,7 @@ class EvalSpec:
     n_reference: int | None = None  # reference images (None: the whole split)
     variance: str | None = None  # ddpm's sigma_t^2 (None: the run's)
     guidance: float | None = None  # classifier-free guidance w (None: the run's)
+    nll_images: int = 0  # > 0: also the bound in bits/dim on this many test images
 
 
 @dataclass
@@ -126,11 +127,27 @@ def run_experiment(
             write_json(r, out)
             row.update(_named(r.metrics, feats))
             row["setup_" + feats] = r.setup
+        if ev.nll_images:
+            row.update(_nll(run_dir, ev.nll_images, device, progress))
         report = (run_dir / "report.md").read_text()
         row["train_report"] = report.splitlines()[3] if len(report.splitlines()) > 3 else ""
         row["seconds"] = round(time.perf_counter() - started, 1)
         rows.append(row)
     return write_results(exp, rows, results_root / exp.name)
+
+
+def _nll(run_dir: Path, n: int, device, progress: bool) -> dict:
+    """The run's bound in bits/dim on n test images (with its own variance), computed once."""
+    from difusion.metrics.nll import run_nll, write_nll
+    from difusion.runs import load_run
+
+    out = run_dir / f"nll-n{n}.json"
+    if out.exists():
+        result = json.loads(out.read_text())
+    else:
+        result = run_nll(load_run(run_dir, device), n=n, device=device, progress=progress)
+        write_nll(result, out)
+    return {"bits_per_dim": result["bits_per_dim"], "bpd_se": result["standard_error"]}
 
 
 def _named(metrics: dict, features: str) -> dict:
@@ -151,18 +168,20 @@ def write_results(exp: Experiment, rows: list[dict], out_dir: Path) -> Path:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
-    prefixes = ("fid", "kid", "precision", "recall", "class_acc")
+    prefixes = ("fid", "kid", "precision", "recall", "class_acc", "bits_per_dim", "bpd_se")
     keys = [k for k in rows[0] if k.startswith(prefixes) and not k.endswith("_std")]
     lines = [f"# {exp.title}", "", exp.description, "", f"Reproduce: `{exp.command}`", ""]
     grouped = any(r.get("group") for r in rows)
     if grouped:
         lines += _pivot_tables(exp, rows, [k for k in keys if k.startswith(("fid", "class_acc"))])
         lines += ["All rows:", ""]
-    header = ["run", exp.x_label or "x", "sampler", *keys, "sampling s", "training"]
+    has_x = any(r["x"] is not None for r in rows)
+    header = ["run", *([exp.x_label or "x"] if has_x else []), "sampler", *keys]
+    header += ["sampling s", "training"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         vals = [f"{r[k]:.3f}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in keys]
-        cells = [r["label"], str(r["x"]), str(r.get("sampler", "")), *vals]
+        cells = [r["label"], *([str(r["x"])] if has_x else []), str(r.get("sampler", "")), *vals]
         cells += [str(r.get("sampling_s", "")), r["train_report"]]
         lines.append("| " + " | ".join(cells) + " |")
     setups = {k: v for r in rows for k, v in r.items() if k.startswith("setup_")}

@@ -28,7 +28,9 @@ class DiffusionObjective(Objective):
         self.network = build_network(cfg, self.dataset.shape, self.dataset.num_classes).to(device)
         self.path = build_path(cfg)
         c = cfg.diffusion
-        self.improved = c.loss != "simple" or c.learn_sigma or c.weighting != "uniform"
+        self.improved = (
+            c.loss != "simple" or c.learn_sigma or c.weighting != "uniform" or c.prediction == "mu"
+        )
         self.loss_label = {
             "simple": f"L_simple ({c.prediction})"
             + ("" if c.weighting == "uniform" else f", {c.weighting}"),
