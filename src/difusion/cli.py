@@ -306,6 +306,18 @@ def eval_(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Where to write the JSON result.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    nll: Annotated[
+        bool,
+        typer.Option(
+            help="Instead of sample metrics: the variational bound in bits/dim on --nll-images "
+            "test images (all T terms of Ho et al. eq. 5, with its standard error)."
+        ),
+    ] = False,
+    nll_images: Annotated[int, typer.Option(help="Test images for --nll.")] = 200,
+    variance: Annotated[
+        str | None,
+        typer.Option(help="--nll: the reverse variance, beta, beta_tilde or learned (default: the run's)."),
+    ] = None,
 ) -> None:
     """Score generated images against a reference set, printing a table and writing JSON.
 
@@ -321,6 +333,19 @@ def eval_(
 
     if target.is_dir() and is_autoencoder_run(target):  # reconstruction, NLL, codebook, FID
         return autoencoder_cli("eval", target, n=n, out=out, progress=not quiet)
+    if nll:
+        from difusion.metrics.nll import nll_line, run_nll, write_nll
+        from difusion.runs import load_run
+
+        if not target.is_dir():
+            raise DifusionError(f"--nll needs a run folder; {target} is not one")
+        result = run_nll(
+            load_run(target, device), n=nll_images, variance=variance, seed=seed,
+            device=device, progress=not quiet,
+        )  # fmt: skip
+        typer.echo(nll_line(result))
+        typer.echo(f"written: {write_nll(result, out or target / 'nll.json')}")
+        return
     if target.is_dir():
         from difusion.runs import samples_for_eval
 
