@@ -226,3 +226,23 @@ def test_hybrid_loss_trains_only_the_variance_through_the_vlb():
     assert torch.allclose(grads[0], grads_mse[0])  # the mean learns from L_simple alone
     assert grads_mse[1].item() == 0.0 and grads[1].abs().item() > 0  # the variance from L_vlb
     assert {"mse", "vlb_term"} <= set(extras) and vlb_t.shape == (8,)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmpp-2m"])
+def test_samplers_start_from_pure_noise_with_zero_terminal_snr(sampler):
+    """With alpha_bar_T = 0, x_T carries no signal; every sampler must still start at t = T
+    (trailing spacing) and, driven by the exact denoiser, reproduce the data's mean and spread."""
+    from difusion.sampling.samplers import run_sampler, timesteps_for
+
+    path = DDPMPath(rescale_zero_terminal_snr(make_betas("cosine", 1000)))
+    assert path.alpha_bar[-1].item() == 0.0
+    mix = GaussianMixture(torch.ones(1), torch.tensor([[1.0, -0.5]]), 0.09 * torch.eye(2)[None])
+    g = torch.Generator().manual_seed(0)
+    x_T = torch.randn(4000, 2, generator=g)
+    ts = timesteps_for(sampler, path, 50)
+    assert ts[0] == path.T
+    x = run_sampler(sampler, MixtureDenoiser(mix, path), path, x_T, ts, eta=0.0,
+                    noise=lambda shape: torch.randn(shape, generator=g))  # fmt: skip
+    assert torch.isfinite(x).all()
+    assert torch.allclose(x.mean(0), torch.tensor([1.0, -0.5]), atol=0.03)
+    assert torch.allclose(x.std(0), torch.tensor([0.3, 0.3]), atol=0.03)

@@ -50,7 +50,10 @@ def sample_dpmpp_2m(
         if sig_s == 0.0:
             x = x0  # last step, first order: e^{-h} = 0 leaves the data prediction
         else:
-            h = math.log(a_s / sig_s) - math.log(a_t / sig_t)
+            # lambda_t = -inf where alpha_t = 0 (zero terminal SNR): h = inf, e^{-h} = 0, and the
+            # first step is the data prediction scaled in, as the limit of the formula says.
+            lam_t = math.log(a_t / sig_t) if a_t > 0 else -math.inf
+            h = math.log(a_s / sig_s) - lam_t
             if x0_prev is None:
                 d = x0  # DPM-Solver++(1) = DDIM
             else:
