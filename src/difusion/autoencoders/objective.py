@@ -83,15 +83,15 @@ def autoencoder_loss(
     if a.kind == "sae":
         l1 = l1_sparsity(o["z"].float())
         per_example = recon + a.sparsity * l1
-        extras["l1"] = float(l1.mean())
+        extras["l1"] = float(l1.detach().mean())
     elif a.kind == "cae":
         jac = contractive_penalty(inp, o["z"].float(), generator)
         per_example = recon + a.contraction * jac
-        extras["jacobian_fro2"] = float(jac.mean())
+        extras["jacobian_fro2"] = float(jac.detach().mean())
     elif net.variational:
         kl = gaussian_kl(o["mu"].float(), o["logvar"].float())
         per_example = recon + a.beta * kl
-        extras.update(kl=float(kl.mean()), elbo=float(-(recon + kl).mean()))
+        extras.update(kl=float(kl.detach().mean()), elbo=float(-(recon + kl).detach().mean()))
     elif net.quantizer is not None:
         commit = vq_commitment(o["z_e"].float(), o["z"].float())
         per_example = recon + a.commitment * commit
