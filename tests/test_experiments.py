@@ -54,3 +54,17 @@ def test_sampler_table_trains_once_and_pivots(tmp_path, monkeypatch):
     # Heun at 10 network evaluations takes 5 steps; every draw is stored with its sampler's name.
     heun = next(r for r in rows if r["group"] == "heun" and r["x"] == 10)
     assert heun["steps"] == 5 and heun["sampler"] == "heun"
+
+
+@pytest.mark.slow
+def test_improved_sigma_experiment_small(tmp_path):
+    """One L_hybrid run, scored with its learned Sigma and both fixed ones; the page has FID and
+    the bound in bits/dim, and the fixed variances of a learned-Sigma model are refused nowhere."""
+    from difusion.experiments.runner import run_named
+
+    page = run_named("improved-sigma", "small", tmp_path / "runs", tmp_path / "results", False)
+    text = page.read_text()
+    assert "learned S=5" in text and "beta_tilde S=10" in text
+    rows = json.loads((page.parent / "results.json").read_text())
+    assert len(rows) == 6 and all(r["fid_domain"] > 0 for r in rows)
+    assert len({r["run"] for r in rows}) == 1  # one model, six ways of sampling it

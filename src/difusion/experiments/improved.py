@@ -33,8 +33,14 @@ def _budget(budget: str):
     if budget == "small":
         return _TINY, ["train.steps=30"], dict(n=64, steps=10, n_reference=300, nll_images=8)
     if budget == "full":
-        return _NET, ["train.minutes=2.5"], dict(n=500, steps=100, n_reference=None, nll_images=64)
+        return _NET, ["train.minutes=2"], dict(n=300, steps=100, n_reference=None, nll_images=32)
     raise DifusionError(f"unknown --budget {budget!r}; choose small or full")
+
+
+def _run_name(budget: str, overrides: list[str]) -> str:
+    """Runs are named by what they change, so experiments that need the same run share it."""
+    slug = "-".join(o.split(".", 1)[-1].replace("=", "_") for o in overrides) or "baseline"
+    return f"improved{'-small' if budget == 'small' else ''}/{slug}"
 
 
 def _experiment(name, budget, title, description, rows, notes="", x_label="") -> Experiment:
@@ -43,7 +49,13 @@ def _experiment(name, budget, title, description, rows, notes="", x_label="") ->
     for label, overrides, *rest in rows:
         spec_ev = EvalSpec(**ev, metrics=("fid", "pr"), **(rest[0] if rest else {}))
         runs.append(
-            RunSpec(label, "fashion-mnist", [*net, *time_budget, *overrides], evaluation=spec_ev)
+            RunSpec(
+                label,
+                "fashion-mnist",
+                [*net, *time_budget, *overrides],
+                run=_run_name(budget, overrides),
+                evaluation=spec_ev,
+            )
         )
     suffix = "-small" if budget == "small" else ""
     return Experiment(
@@ -86,11 +98,11 @@ def losses(budget: str) -> Experiment:
 
 
 def schedules(budget: str) -> Experiment:
-    rows = [
-        ("linear", ["diffusion.schedule=linear"]),
-        ("cosine", ["diffusion.schedule=cosine"]),
+    rows = [  # cosine is the default: those rows share the runs of improved-losses
+        ("linear, L_simple", ["diffusion.schedule=linear"]),
+        ("cosine, L_simple", []),
         ("linear, L_hybrid", ["diffusion.schedule=linear", "diffusion.loss=hybrid", *_LEARNED]),
-        ("cosine, L_hybrid", ["diffusion.schedule=cosine", "diffusion.loss=hybrid", *_LEARNED]),
+        ("cosine, L_hybrid", ["diffusion.loss=hybrid", *_LEARNED]),
     ]
     return _experiment(
         "improved-schedules",
@@ -105,7 +117,8 @@ def schedules(budget: str) -> Experiment:
 def sigma_steps(budget: str) -> Experiment:
     """One L_hybrid run sampled with 25 / 50 / 100 respaced steps and three variances."""
     net, time_budget, ev = _budget(budget)
-    overrides = [*net, *time_budget, "diffusion.loss=hybrid", *_LEARNED]
+    changes = ["diffusion.loss=hybrid", *_LEARNED]
+    overrides = [*net, *time_budget, *changes]
     steps = [25, 50, 100] if budget == "full" else [5, 10]
     runs = []
     for variance in ("learned", "beta", "beta_tilde"):
@@ -116,8 +129,7 @@ def sigma_steps(budget: str) -> Experiment:
             )  # fmt: skip
             runs.append(
                 RunSpec(f"{variance} S={s}", "fashion-mnist", overrides, s,
-                        "improved-sigma" + ("-small" if budget == "small" else "") + "/model",
-                        variance, e)
+                        _run_name(budget, changes), variance, e)
             )  # fmt: skip
     return Experiment(
         name="improved-sigma" + ("-small" if budget == "small" else ""),
@@ -132,13 +144,13 @@ def sigma_steps(budget: str) -> Experiment:
 
 
 def min_snr(budget: str) -> Experiment:
-    """Min-SNR-5 against uniform weighting: FID against training minutes (v prediction, where the
-    paper's weighting min(SNR, 5) / (SNR + 1) applies, and eps)."""
+    """Min-SNR-5 against uniform weighting: FID against training minutes, with v prediction (the
+    paper's weight on the v error is min(SNR, 5) / (SNR + 1))."""
     net, _, ev = _budget(budget)
     minutes = [1.0, 2.0, 4.0] if budget == "full" else [0.02, 0.04]
     runs = []
     for weighting in ("uniform", "min-snr"):
-        for pred in ("eps", "v"):
+        for pred in ("v",):
             for m in minutes:
                 e = EvalSpec(n=ev["n"], steps=ev["steps"], metrics=("fid", "pr"),
                              n_reference=ev["n_reference"])  # fmt: skip
