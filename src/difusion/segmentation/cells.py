@@ -39,7 +39,7 @@ def synthetic_cells(
     size: int | tuple[int, int] = 192,
     rng: np.random.Generator | None = None,
     density: float = 1.0,
-    radius: tuple[float, float] = (6.0, 13.0),
+    radius: tuple[float, float] = (4.0, 12.0),
     touch: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One synthetic image ``(H, W)`` float32 in [0, 1] and its instances ``(H, W)`` int32 (0 =
