@@ -279,3 +279,21 @@ def test_small_unet_trained_briefly_beats_otsu_on_held_out_synthetic_cells(tmp_p
     unet, otsu = scores["unet"], scores["otsu_watershed"]
     assert unet["dice"] > otsu["dice"] and unet["iou"] > otsu["iou"]
     assert (tmp_path / "run" / "overlay.png").is_file()
+
+
+def test_small_experiments_write_their_pages_and_reuse_runs(tmp_path):
+    from difusion.data.stardist_wheel import stardist_dir
+    from difusion.experiments.runner import run_named
+
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    page = run_named("seg-weight-map", "small", runs, results, False)
+    text = page.read_text()
+    assert "w_c only" in text and "Otsu + watershed" in text and "| trained |" in text
+    assert (page.parent / "weight_map.png").is_file()
+    again = run_named("seg-weight-map", "small", runs, results, False).read_text()
+    assert "| reused |" in again and "| trained |" not in again
+    page = run_named("seg-elastic", "small", runs, results, False)
+    assert page.read_text().count("| yes |") == 1 and "| no |" in page.read_text()
+    if (stardist_dir() / "img2d.tif").is_file():
+        page = run_named("seg-real", "small", runs, results, False)
+        assert "Otsu + watershed" in page.read_text()

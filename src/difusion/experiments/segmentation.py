@@ -13,10 +13,23 @@ import numpy as np
 
 from difusion.errors import DifusionError
 
-# Training steps of one run and seeds per setting, by budget.
+# Training steps of one run, seeds per setting, training-set sizes and extra overrides, by budget.
+# small is a smoke test of the whole path (a tiny U-Net, seconds); full is what the results show.
 BUDGETS = {
-    "small": {"steps": 30, "seeds": [0], "n_train": [5, 20], "n_test": 4},
-    "full": {"steps": 400, "seeds": [0, 1], "n_train": [5, 20, 100], "n_test": 8},
+    "small": {
+        "steps": 4,
+        "seeds": [0],
+        "n_train": [3],
+        "n_test": 1,
+        "extra": [
+            "segmentation.base_channels=4",
+            "segmentation.depth=2",
+            "segmentation.tile=92",
+            "segmentation.image_size=96",
+            "train.batch_size=2",
+        ],
+    },
+    "full": {"steps": 300, "seeds": [0, 1], "n_train": [5, 20, 100], "n_test": 8, "extra": []},
 }
 
 
@@ -35,11 +48,15 @@ def train_or_reuse(run_dir: Path, overrides: list[str], progress: bool) -> tuple
     t0 = time.perf_counter()
     if (run_dir / "scores.json").exists():
         return run_dir, "reused", 0.0
-    if (run_dir / CHECKPOINT).exists():
-        train(load_config("seg-cells", overrides), run_dir, resume=True, progress=progress)
-        return run_dir, "resumed", time.perf_counter() - t0
-    train(load_config("seg-cells", overrides), run_dir, progress=progress)
-    return run_dir, "trained", time.perf_counter() - t0
+    state = "resumed" if (run_dir / CHECKPOINT).exists() else "trained"
+    cfg = load_config("seg-cells", overrides)
+    train(cfg, run_dir, resume=state == "resumed", progress=progress)
+    if not (run_dir / "scores.json").exists():  # stopped by Ctrl-C / SIGTERM: checkpoint saved
+        raise DifusionError(
+            f"training of {run_dir} was interrupted (checkpoint saved); rerun the experiment to "
+            "resume it"
+        )
+    return run_dir, state, time.perf_counter() - t0
 
 
 def _scores(run_dir: Path, name: str = "scores.json") -> dict:
@@ -50,6 +67,19 @@ def _minutes(run_dir: Path) -> float:
     """Wall-clock training minutes of a run, from its last metrics line."""
     lines = (run_dir / "metrics.jsonl").read_text().strip().splitlines()
     return float(json.loads(lines[-1]).get("elapsed_s", 0.0)) / 60.0 if lines else 0.0
+
+
+def _setup(run_dir: Path) -> str:
+    """What the runs were: steps, batch, the U-Net's size and tiles (from a run's config)."""
+    from difusion.training.loop import load_run_config
+
+    cfg = load_run_config(run_dir)
+    s = cfg.segmentation
+    return (
+        f"{cfg.train.steps} steps of batch {cfg.train.batch_size} per run; U-Net with "
+        f"{s.base_channels} channels at the first level, depth {s.depth}, {s.padding} "
+        f"convolutions, {s.tile}x{s.tile} tiles; synthetic images of {s.image_size}x{s.image_size}"
+    )
 
 
 def _fmt(x: float) -> str:
@@ -94,6 +124,7 @@ def _common(b: dict, seed: int) -> list[str]:
         f"train.steps={b['steps']}",
         f"train.seed={seed}",
         f"segmentation.n_test={b['n_test']}",
+        *b["extra"],
     ]
 
 
@@ -149,7 +180,7 @@ def weight_map_experiment(budget: str, runs_root: Path, results_root: Path, prog
             "Ronneberger et al. 2015, Eq. 2: the weight map adds `w0 exp(-(d1 + d2)^2 / (2 sigma^2))` "
             "to the class-balancing weights, so the thin background lines between touching cells "
             "cost much more when misclassified. Same U-Net, data, seed and steps; only the border "
-            f"term differs. {b['steps']} steps of batch 4 on 20 synthetic images; scored on "
+            f"term differs. {_setup(rows[0][3])}; 20 training images; scored on "
             f"{b['n_test']} held-out synthetic images, instances = connected components of the "
             "predicted foreground (so a merged pair of cells is one instance).",
             "",
@@ -212,8 +243,7 @@ def elastic_experiment(budget: str, runs_root: Path, results_root: Path, progres
             'displacements with 10 px standard deviation, bicubic interpolation) are "the key '
             'concept to train a segmentation network with very few annotated images". Flips, '
             "rotations and grey-value changes stay on in both arms. "
-            f"{b['steps']} steps of batch 4 per run; scored on {b['n_test']} held-out synthetic "
-            "images.",
+            f"{_setup(rows[0][4])}; scored on {b['n_test']} held-out synthetic images.",
             "",
             *table,
             "",
