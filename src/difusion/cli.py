@@ -550,6 +550,15 @@ def fetch_stardist(
     typer.echo(f"stardist: {fetch(force=force)}")
 
 
+@fetch_app.command("dsb2018")
+def fetch_dsb2018() -> None:
+    """Download the 2018 Data Science Bowl nuclei as published by StarDist (dsb2018.zip,
+    SHA-256 checked) into the cache, for `difusion eval RUN --data dsb2018`."""
+    from difusion.data.dsb2018 import download_dsb2018
+
+    typer.echo(f"dsb2018: {download_dsb2018()}")
+
+
 @datasets_app.callback(invoke_without_command=True)
 def datasets(ctx: typer.Context) -> None:
     """What datasets there are, whether they are on this machine, and where."""

@@ -92,9 +92,8 @@ def load_dsb2018(
     path = Path(path) if path is not None else dsb2018_zip()
     if not path.is_file():
         raise DatasetNotFoundError(
-            f"dsb2018.zip is not at {path}; download it with "
-            "`python -c 'from difusion.data.dsb2018 import download_dsb2018; download_dsb2018()'`"
-            f" or copy it there from {URL}"
+            f"dsb2018.zip is not at {path}; download it with `difusion fetch dsb2018` or copy it "
+            f"there from {URL}"
         )
     out = []
     try:
