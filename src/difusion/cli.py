@@ -375,7 +375,9 @@ def eval_(
             guidance=guidance,
         )
         folder = samples_path.parent
-        ref = ref or f"{run.config.data.name}:test"
+        from difusion.data.latents import image_dataset_of
+
+        ref = ref or f"{image_dataset_of(run.config)}:test"
         setup.update(
             run=str(target),
             run_step=run.step,

@@ -57,6 +57,7 @@ def draw_samples(
     guidance: float = 0.0,
     guidance_rescale: float = 0.0,
     learn_sigma: bool = False,
+    decode=None,
 ) -> Samples:
     """n samples from ``network``; image i uses seed + i, whatever the batch size.
 
@@ -65,7 +66,8 @@ def draw_samples(
     euler and heun on the Karras grid). With ``labels`` and ``guidance`` w > 0 the denoiser is
     guided: eps = (1 + w) eps_c - w eps_u (Ho & Salimans eq. 6). ``trajectory`` > 0 records that
     many frames of the first batch's reverse process (x_t beside the x_0 estimate for images, the
-    point cloud for 2-D data).
+    point cloud for 2-D data). ``decode`` maps latents to images (latent diffusion): the samples and
+    the frames are decoded.
     """
     network.eval()
     check_sampler(sampler)
@@ -116,7 +118,7 @@ def draw_samples(
         def callback(step, first=(start == 0), k=k, lim=lim):
             bar.update(k)
             if first and step.index in record:
-                frames.append(_frame(step, lim, data_for_frames))
+                frames.append(_frame(step, lim, data_for_frames, decode))
 
         x = run_sampler(
             sampler,
@@ -130,17 +132,20 @@ def draw_samples(
             noise=noise.randn,
             callback=callback,
         )
-        out.append(x)
+        out.append(x if decode is None else decode(x))
     bar.close()
     return Samples(torch.cat(out).cpu(), labels, frames, seeds)
 
 
-def _frame(step, lim: float, data: torch.Tensor | None) -> np.ndarray:
+def _frame(step, lim: float, data: torch.Tensor | None, decode=None) -> np.ndarray:
     if step.x.dim() == 2:
         return points_frame(
             step.x[:2000], data if data is not None else step.x, lim, f"t = {step.s}"
         )
     k = min(16, step.x.shape[0])
+    if decode is not None:  # latent diffusion: show the decoded x_t and x_0 estimate
+        pair = torch.cat([decode(step.x[:k]), decode(step.x0[:k])])
+        return make_grid(pair, nrow=min(8, k), scale=default_scale(pair))
     pair = torch.cat(
         [step.x[:k].clamp(-1, 1), step.x0[:k]]
     )  # top rows x_t, bottom rows x_0 estimate
@@ -169,6 +174,15 @@ def write_samples(
     if samples.frames:
         written["gif"] = save_gif(samples.frames, out_dir / "trajectory.gif")
     return written
+
+
+def latent_decoder(cfg: Config, device):
+    """For a model of an autoencoder's latents (``data.name=latents``), the first stage's decoder."""
+    if cfg.data.name != "latents":
+        return None
+    from difusion.data.latents import LatentCodec
+
+    return LatentCodec(cfg.data.root, device).decode
 
 
 def labels_for(
@@ -244,6 +258,7 @@ def sample_run(
         guidance=sc.guidance if guidance is None else guidance,
         guidance_rescale=sc.guidance_rescale if guidance_rescale is None else guidance_rescale,
         learn_sigma=cfg.diffusion.learn_sigma,
+        decode=latent_decoder(cfg, device),
     )
     nrow = grid_columns(n, num_classes) if labels is not None and class_id is None else None
     return write_samples(samples, out_dir, points, nrow=nrow)

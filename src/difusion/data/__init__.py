@@ -9,6 +9,7 @@ name               kind    source
 ``fashion-mnist``  image   Fashion-MNIST IDX files (Debian package or download)
 ``cifar10``        image   CIFAR-10 binary batches (download)
 ``folder``         image   any directory of images (``root=`` the folder)
+``latents``        image   an autoencoder run's latents (``root=`` the run): latent diffusion
 =================  ======  ==============================================================
 
 Every source returns a :class:`Dataset` held in memory: images ``(N, C, H, W)`` float32 in
@@ -138,6 +139,19 @@ DATASETS: dict[str, DatasetInfo] = {
         locate=_nowhere,
         always_available=True,
     ),
+    "latents": DatasetInfo(
+        name="latents",
+        kind="image",
+        description="The unit-variance latents of a trained autoencoder run (root=), e.g. 4x7x7 "
+        "for Fashion-MNIST: what latent diffusion diffuses.",
+        shape=(4, 7, 7),
+        classes=None,
+        splits=("train", "test"),
+        how_to_get="Train a spatial autoencoder (difusion train vae-fmnist-spatial --out DIR) and "
+        "pass DIR as root= (data.root=DIR).",
+        locate=_nowhere,
+        always_available=True,
+    ),
 }
 
 _ALIASES = {
@@ -230,6 +244,10 @@ def load_dataset(
         raise DifusionError(f"{info.name}: root does not apply (the data is {origin}); drop it.")
     if info.name == "toy2d":
         return load_toy2d(distribution, n, seed, split=split)
+    if info.name == "latents":
+        from difusion.data.latents import load_latents
+
+        return load_latents(root, split)
     if info.name == "digits":
         dataset = load_digits(split)
     elif info.name in ("mnist", "fashion-mnist"):

@@ -67,6 +67,7 @@ def run_experiment(
 ) -> Path:
     """Train (or reuse, or resume) every run, evaluate each once, then write the results page."""
     from difusion.config import load_config
+    from difusion.data.latents import image_dataset_of
     from difusion.evaluation import evaluate, load_samples, write_json
     from difusion.runs import samples_for_eval
     from difusion.training.distributed import default_device
@@ -117,7 +118,7 @@ def run_experiment(
             r = evaluate(
                 images,
                 labels,
-                reference=f"{cfg.data.name}:test",
+                reference=f"{image_dataset_of(cfg)}:test",
                 metrics=ev.metrics,
                 features=feats,
                 n_reference=ev.n_reference,

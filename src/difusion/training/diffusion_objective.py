@@ -10,7 +10,7 @@ from difusion.build import build_dataset, build_network, build_path
 from difusion.config import Config
 from difusion.diffusion.importance import LossAwareSampler
 from difusion.diffusion.losses import diffusion_loss, drop_labels, simple_loss
-from difusion.generate import draw_samples, labels_for, sample_run
+from difusion.generate import draw_samples, labels_for, latent_decoder, sample_run
 from difusion.training.objectives import Objective, register
 from difusion.viz import save_grid
 
@@ -127,6 +127,7 @@ class DiffusionObjective(Objective):
             labels=labels_for(cfg, self.dataset.num_classes, 16),
             progress=False,
             learn_sigma=cfg.diffusion.learn_sigma,
+            decode=latent_decoder(cfg, self.device),
         )
         out.parent.mkdir(parents=True, exist_ok=True)
         if s.x.dim() == 4:
