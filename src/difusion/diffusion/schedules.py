@@ -58,9 +58,8 @@ def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
     last step is pure noise, as at sampling time) while alpha_bar_1 keeps its value."""
     sqrt_ab = torch.cumprod(1.0 - betas, dim=0).sqrt()
     first, last = sqrt_ab[0].clone(), sqrt_ab[-1].clone()
-    sqrt_ab = (
-        (sqrt_ab - last) * first / (first - last)
-    )  # shift so the last is 0, scale the first back
+    # Shift so that the last is 0, then scale so that the first is back where it was.
+    sqrt_ab = (sqrt_ab - last) * first / (first - last)
     ab = sqrt_ab**2
     alphas = torch.cat([ab[:1], ab[1:] / ab[:-1]])
     return 1.0 - alphas
