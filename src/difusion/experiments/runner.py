@@ -404,6 +404,8 @@ CUSTOM_MODULES = (
     "difusion.experiments.segmentation",
     "difusion.experiments.flow",
     "difusion.experiments.improved",
+    "difusion.experiments.latent",
+    "difusion.experiments.speedrun",
 )
 
 
