@@ -55,6 +55,20 @@ def test_latent_diffusion_trains_and_samples_images_with_any_sampler(first_stage
         assert np.load(out["npz"])["images"].shape == (4, 1, 28, 28)
 
 
+def test_guidance_works_unchanged_in_latent_space(first_stage, tmp_path):
+    cfg = load_config(
+        "ldm-fmnist", [*TINY_LDM, f"data.root={first_stage}", "model.class_conditional=true"]
+    )
+    train(cfg, tmp_path / "cond", progress=False, final_samples=False)
+    from difusion.runs import load_run, sample_trained_run
+
+    run = load_run(tmp_path / "cond")
+    out = sample_trained_run(run, tmp_path / "g", n=4, steps=4, sampler="dpmpp-2m",
+                             guidance=2.0, class_id=3, progress=False)  # fmt: skip
+    npz = np.load(out["npz"])
+    assert npz["images"].shape == (4, 1, 28, 28) and (npz["labels"] == 3).all()
+
+
 def test_latent_runs_refuse_clipping_and_a_missing_first_stage(tmp_path):
     with pytest.raises(DifusionError, match="clip_x0=false"):
         load_config("ldm-fmnist", ["diffusion.clip_x0=true"])
