@@ -15,6 +15,7 @@ import torch
 
 from difusion.errors import DifusionError
 
+_STARTED = time.perf_counter()
 CODE_SIZES = {"small": (16,), "full": (16, 32, 64)}
 BETAS = {"small": (1.0, 8.0), "full": (0.25, 1.0, 4.0, 16.0)}
 
@@ -39,8 +40,9 @@ def train_or_reuse(preset: str, overrides: list[str], run_dir: Path, progress: b
         cfg = load_config(preset, overrides)
         resume = (run_dir / CHECKPOINT).exists()
         train(cfg, run_dir, resume=resume, progress=progress)
-        if os.environ.get("DIFUSION_ONE_RUN"):  # split a long experiment into locked pieces
-            raise SystemExit(3)  # rerun the same command: it reuses this run and trains the next
+        piece = os.environ.get("DIFUSION_PIECE_MINUTES")  # split a long experiment into pieces
+        if piece and time.perf_counter() - _STARTED > 60 * float(piece):
+            raise SystemExit(3)  # rerun the same command: it reuses the finished runs
     m = json.loads(measures.read_text())
     m.setdefault("train_minutes", _train_minutes(run_dir))
     m["wall_s_here"] = round(time.perf_counter() - started, 1)
