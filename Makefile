@@ -12,8 +12,8 @@ test:  ## set up with test dependencies, then run the test suite
 setup:
 	bash scripts/setup.sh --test
 
-bench:  ## training images/s, fp32 against bf16
-	.venv/bin/python benchmarks/train_throughput.py
+bench:  ## the benchmark suite: loop vs bare training throughput, sampler overhead, peak memory
+	.venv/bin/python benchmarks/run.py
 
 lint:
 	.venv/bin/ruff check src tests benchmarks && .venv/bin/ruff format --check src tests benchmarks

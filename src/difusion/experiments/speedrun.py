@@ -1,0 +1,270 @@
+"""The CPU speedrun: the best Fashion-MNIST samples per CPU-minute, side by side with diffusers.
+
+For each wall-clock budget (full: 5, 10 and 20 minutes; small: seconds, for tests) one run trains
+ours (the ``fashion-mnist`` preset) and one the recipe of diffusers' unconditional training example
+(:mod:`difusion.experiments.diffusers_baseline`). Ours is sampled with DPM-Solver++(2M) at 20
+network evaluations; the baseline with diffusers' DDPM pipeline (1000 steps), its DDIM pipeline
+(50 steps, the pipeline's default) and its DPM-Solver multistep scheduler (20 steps), and, through
+:class:`~difusion.sampling.diffusers_bridge.DiffusersNetwork`, with our DPM-Solver++(2M) at 20. Each
+sample set is scored by FID on Inception-v3 features and on the Fashion-MNIST classifier's
+(FID-FMNIST) against the test set, with its sampling time. The floor: as many real training images
+as there are samples, scored the same way (a 2,000-image FID of real data is far from 0).
+
+    difusion experiment speedrun --budget small   # seconds per run, 64 samples, domain FID only
+    difusion experiment speedrun --budget full    # 5/10/20 min, 2000 samples (hours, see docs)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from difusion.errors import DifusionError
+from difusion.experiments.runner import Experiment, write_results
+from difusion.viz import save_grid
+
+
+@dataclass
+class Budget:
+    minutes: list[float]
+    n: int  # samples per row (and real images of the floor)
+    features: tuple[str, ...]
+    n_reference: int | None  # test images (None: all 10,000)
+    ours: list[str]  # overrides of the fashion-mnist preset
+    widths: tuple[int, ...]  # the baseline UNet's widths
+    nfe: int = 20  # our sampler's (and diffusers' DPM-Solver's) network evaluations
+    ddim_steps: int = 50  # DDIMPipeline's default
+    ddpm_steps: int = 1000  # DDPMPipeline's default
+
+
+_SAMPLE = ["sample.sampler=dpmpp-2m", "sample.steps=20", "train.sample_every=0"]
+BUDGETS = {
+    "small": Budget(
+        minutes=[0.05, 0.1],
+        n=64,
+        features=("domain",),
+        n_reference=300,
+        ours=[
+            *_SAMPLE,
+            "model.base_channels=8",
+            "model.num_res_blocks=1",
+            "model.attention_levels=[]",
+            "sample.n=16",
+        ],
+        widths=(32, 32, 32),
+        ddim_steps=10,
+        ddpm_steps=100,
+    ),
+    "full": Budget(
+        minutes=[5.0, 10.0, 20.0],
+        n=2000,
+        features=("inception", "domain"),
+        n_reference=None,
+        ours=_SAMPLE,
+        widths=(128, 128, 256),
+    ),
+}
+
+
+def _scores(images, folder: Path, b: Budget, progress: bool, device) -> dict:
+    """FID on each feature network against the Fashion-MNIST test set, cached in ``folder``."""
+    from difusion.evaluation import evaluate, write_json
+
+    row: dict = {}
+    for feats in b.features:
+        out = folder / f"eval-{feats}.json"
+        if out.exists():
+            r = json.loads(out.read_text())
+            metrics, setup = r["metrics"], r["setup"]
+        else:
+            res = evaluate(
+                images,
+                None,
+                reference="fashion-mnist:test",
+                metrics=("fid",),
+                features=feats,
+                n_reference=b.n_reference,
+                device=device,
+                progress=progress,
+            )
+            write_json(res, out)
+            metrics, setup = res.metrics, res.setup
+        row[f"fid_{feats}"] = metrics[f"fid_{feats}"]
+        row["setup_" + feats] = setup
+    return row
+
+
+def _cached_samples(folder: Path, draw) -> tuple[torch.Tensor, float]:
+    """Images from ``folder/samples.npz``, drawn (and timed) once by ``draw()``."""
+    path = folder / "samples.npz"
+    timing = folder / "sampling_seconds.txt"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        images = draw()
+        timing.write_text(f"{time.perf_counter() - start:.1f}\n")
+        np.savez_compressed(path, images=images.numpy().astype(np.float32))
+    with np.load(path) as f:
+        images = torch.from_numpy(f["images"]).float()
+    if not (folder / "grid.png").exists():
+        save_grid(images[:64], folder / "grid.png", nrow=8)
+    return images, float(timing.read_text())
+
+
+def _ours(m: float, b: Budget, root: Path, progress: bool, device) -> dict:
+    """Train (or reuse, or resume) the preset for m minutes; DPM-Solver++(2M) samples; scores."""
+    from difusion.config import load_config
+    from difusion.evaluation import load_samples
+    from difusion.runs import samples_for_eval
+    from difusion.training.loop import train
+
+    run_dir = root / f"ours-{m:g}min"
+    if not (run_dir / "report.md").exists():
+        if (run_dir / "checkpoint.safetensors").exists():
+            train(None, run_dir, resume=True, progress=progress)
+        else:
+            cfg = load_config("fashion-mnist", [*b.ours, f"train.minutes={m}"])
+            train(cfg, run_dir, progress=progress)
+    samples, _ = samples_for_eval(
+        run_dir, n=b.n, steps=b.nfe, sampler="dpmpp-2m", device=device, progress=progress
+    )
+    images, _, _ = load_samples(samples)
+    if not (samples.parent / "grid.png").exists():
+        save_grid(images[:64], samples.parent / "grid.png", nrow=8)
+    report = (run_dir / "report.md").read_text().splitlines()
+    row = {"label": f"ours {m:g} min", "x": m, "group": "ours (dpmpp-2m)", "run": str(run_dir)}
+    row["sampler"] = f"ours dpmpp-2m {b.nfe}"
+    row["sampling_s"] = float((samples.parent / "sampling_seconds.txt").read_text())
+    row["samples"] = str(samples)
+    row["train_report"] = report[3] if len(report) > 3 else ""
+    return row | _scores(images, samples.parent, b, progress, device)
+
+
+def _baseline(m: float, b: Budget, root: Path, progress: bool, device) -> list[dict]:
+    """Train diffusers' example recipe for m minutes; sample it four ways; score each."""
+    from difusion.diffusion import DDPMPath
+    from difusion.experiments import diffusers_baseline as base
+    from difusion.generate import draw_samples
+    from difusion.sampling.diffusers_bridge import DiffusersNetwork
+
+    run_dir = root / f"diffusers-{m:g}min"
+    if not base.finished(run_dir):
+        base.train_baseline(run_dir, minutes=m, widths=b.widths, progress=progress)
+    report = json.loads((run_dir / base.REPORT).read_text())
+    unet = base.load_baseline(run_dir)
+    trained = (
+        f"diffusers example recipe, {report['parameters'] / 1e6:.2f}M params, "
+        f"{report['steps']} steps, {report['seconds'] / 60:.1f} min, "
+        f"{report['images_per_s']:.0f} images/s, fp32"
+    )
+    path = DDPMPath.from_schedule("linear", 1000)  # the example's DDPMScheduler, our indexing
+    ways = {
+        f"diffusers DDPM {b.ddpm_steps}": ("ddpm", b.ddpm_steps),
+        f"diffusers DDIM {b.ddim_steps}": ("ddim", b.ddim_steps),
+        f"diffusers DPM-Solver {b.nfe}": ("dpm-solver", b.nfe),
+        f"ours dpmpp-2m {b.nfe}": ("ours", b.nfe),
+    }
+    rows = []
+    for sampler, (kind, steps) in ways.items():
+        folder = run_dir / f"eval-n{b.n}-{kind}{steps}"
+
+        def draw(kind=kind, steps=steps):
+            if kind == "ours":
+                return draw_samples(
+                    DiffusersNetwork(unet), path, (1, 28, 28), n=b.n, steps=steps,
+                    sampler="dpmpp-2m", prediction="eps", progress=progress,
+                ).x  # fmt: skip
+            return base.sample_pipeline(unet, kind, n=b.n, steps=steps, progress=progress)
+
+        images, seconds = _cached_samples(folder, draw)
+        row = {"label": f"diffusers {m:g} min", "x": m, "run": str(run_dir)}
+        row |= {"group": f"baseline, {sampler}", "sampler": sampler, "sampling_s": seconds}
+        row["samples"] = str(folder / "samples.npz")
+        row["train_report"] = trained
+        rows.append(row | _scores(images, folder, b, progress, device))
+    return rows
+
+
+def _floor(b: Budget, root: Path, progress: bool, device) -> dict:
+    """n real training images (a seeded random subset), scored like the samples."""
+    from difusion.data import load_dataset
+
+    folder = root / f"floor-n{b.n}"
+
+    def draw():
+        data = load_dataset("fashion-mnist", split="train").data
+        return data[torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[: b.n]]
+
+    images, _ = _cached_samples(folder, draw)
+    row = {"label": f"{b.n} real training images", "sampler": "-", "sampling_s": None}
+    row["train_report"] = "the floor of the measurement"
+    return row | _scores(images, folder, b, progress, device)
+
+
+def speedrun(budget: str, runs_root: Path, results_root: Path, progress: bool = True) -> Path:
+    """Ours and the diffusers baseline at each wall-clock budget, and the real-data floor; writes
+    docs/results/speedrun[-small]/README.md (tables, plots) and results.json."""
+    from difusion.training.distributed import default_device
+
+    if budget not in BUDGETS:
+        raise DifusionError(f"unknown --budget {budget!r}; choose small or full")
+    b = BUDGETS[budget]
+    name = "speedrun" + ("-small" if budget == "small" else "")
+    root = Path(runs_root) / name
+    device = default_device()
+    floor = _floor(b, root, progress, device)
+    rows = []
+    for m in b.minutes:
+        rows.append(_ours(m, b, root, progress, device))
+        rows += _baseline(m, b, root, progress, device)
+    rows += [floor | {"x": m, "group": "real data (floor)"} for m in b.minutes]
+    ratio = [
+        f"- {r['x']:g} min: ours / floor = {r[f'fid_{f}'] / floor[f'fid_{f}']:.2f} ({f})"
+        for r in rows
+        if r["group"].startswith("ours")
+        for f in b.features
+    ]
+    out_dir = Path(results_root) / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    grids = ["", "Samples (the first 64 of each set), ours beside the baseline:", ""]
+    grids += ["| minutes | ours | diffusers, its DDPM pipeline | diffusers UNet, our sampler |"]
+    grids += ["|---|---|---|---|"]
+    for m in b.minutes:
+        cells = []
+        for r in rows:
+            if r["x"] == m and r["group"] in (
+                "ours (dpmpp-2m)",
+                f"baseline, diffusers DDPM {b.ddpm_steps}",
+                f"baseline, ours dpmpp-2m {b.nfe}",
+            ):
+                folder = Path(r["samples"]).parent
+                png = f"grid-{Path(r['run']).name}-{folder.name}.png"
+                shutil.copyfile(folder / "grid.png", out_dir / png)
+                cells.append(f"![{r['label']}, {r['sampler']}]({png})")
+        grids.append(f"| {m:g} | " + " | ".join(cells) + " |")
+    exp = Experiment(
+        name=name,
+        title="The CPU speedrun: Fashion-MNIST FID against training minutes, ours and diffusers'",
+        description=(
+            f"Each budget trains ours (the fashion-mnist preset) and diffusers' unconditional "
+            f"example recipe for the same wall-clock minutes, then draws {b.n} samples (seeds "
+            f"0..{b.n - 1}) per sampler; FID against the Fashion-MNIST test set "
+            f"({b.n_reference or 'all 10,000'} images). The floor row is {b.n} real training "
+            "images scored the same way."
+        ),
+        runs=[],
+        evaluation=None,  # type: ignore[arg-type]  # rows are scored here, not by the runner
+        x_label="training minutes",
+        command=f"difusion experiment speedrun --budget {budget}",
+        notes="Ours relative to the floor:\n\n" + "\n".join([*ratio, *grids]),
+    )
+    return write_results(exp, rows, out_dir)
+
+
+CUSTOM = {"speedrun": speedrun}

@@ -1,0 +1,77 @@
+"""The benchmark harness (benchmarks/): every column on a tiny budget, and an overhead measurement
+that sees a slowdown injected into the training loop, so its numbers can fail."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import run as bench  # noqa: E402
+import throughput  # noqa: E402
+
+from difusion.sampling.samplers import SAMPLERS  # noqa: E402
+from difusion.training.diffusion_objective import DiffusionObjective  # noqa: E402
+
+
+def test_tiny_budget_produces_every_column(tmp_path):
+    out_path = tmp_path / "bench.json"
+    out = bench.main(
+        ["--tiny", "8", "--variants", "fp32", "bf16-cl", "--batch-sizes", "16", "32",
+         "--json", str(out_path)]
+    )  # fmt: skip
+    assert json.loads(out_path.read_text()) == json.loads(json.dumps(out))
+    rows = out["throughput"]
+    assert {(r["variant"], r["batch"]) for r in rows} == {
+        (v, b) for v in ("fp32", "bf16-cl") for b in (16, 32)
+    }
+    for r in rows:
+        for key in ("bare_images_per_s", "loop_images_per_s", "checkpoint_s"):
+            assert r[key] > 0 and math.isfinite(r[key]), (key, r)
+        # images/s and ms/step are two views of one measurement
+        assert r["loop_images_per_s"] == pytest.approx(1e3 * r["batch"] / r["loop_ms_per_step"])
+        assert r["extra_ms_per_step"] == pytest.approx(
+            r["loop_ms_per_step"] - r["bare_ms_per_step"]
+        )
+        assert r["overhead_with_ckpt_percent"] > r["overhead_percent"]
+    samplers = out["samplers"]
+    assert [r["sampler"] for r in samplers] == [*SAMPLERS, "dpmpp-2m + guidance"]
+    for r in samplers:
+        assert r["sampler_alone_ms"] > 0 and r["forward_ms"] > 0
+        assert r["overhead_percent"] == pytest.approx(100 * r["sampler_alone_ms"] / r["forward_ms"])
+    jobs = {r["job"]: r for r in out["memory"]}
+    assert set(jobs) == {"train", "sample dpmpp-2m"}
+    for r in jobs.values():
+        # importing torch alone takes well over 50 MiB; a peak below setup is impossible
+        assert 50 < r["setup_mb"] <= r["peak_mb"] < 8000
+    assert out["machine"]["torch"] and out["machine"]["cores"] >= 1
+
+
+def test_overhead_detects_an_injected_slowdown(monkeypatch):
+    """A sleep of a known length inside each training step (in the objective's batch drawing,
+    which the bare step does not repeat) must show up as that much extra time per step."""
+    preset, overrides = "digits", bench.TINY
+    args = (preset, overrides, ["fp32"], [32], 12, 2)
+    clean = throughput.measure_throughput(*args)[0]
+    injected_s = 0.03
+    original = DiffusionObjective.batch
+
+    def slow_batch(self, generator):
+        time.sleep(injected_s)
+        return original(self, generator)
+
+    monkeypatch.setattr(DiffusionObjective, "batch", slow_batch)
+    slow = throughput.measure_throughput(*args)[0]
+    added_ms = slow["extra_ms_per_step"] - clean["extra_ms_per_step"]
+    assert 0.7 * 1e3 * injected_s < added_ms < 1.6 * 1e3 * injected_s + 5, (clean, slow)
+    # and in percent: the injected time over the bare step's time
+    expected = 100 * 1e3 * injected_s / slow["bare_ms_per_step"]
+    assert slow["overhead_percent"] - clean["overhead_percent"] == pytest.approx(
+        expected, rel=0.5
+    ), (clean, slow)
