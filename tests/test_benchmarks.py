@@ -75,3 +75,25 @@ def test_overhead_detects_an_injected_slowdown(monkeypatch):
     assert slow["overhead_percent"] - clean["overhead_percent"] == pytest.approx(
         expected, rel=0.5
     ), (clean, slow)
+
+
+@pytest.mark.slow
+def test_small_speedrun_scores_every_row_and_real_data_beats_seconds_of_training(tmp_path):
+    """The speedrun at its small budget: every group at every budget, and the floor (real images)
+    scores a lower FID than any model trained for seconds -- if not, the measurement is broken."""
+    pytest.importorskip("diffusers")
+    from difusion.experiments.speedrun import BUDGETS, speedrun
+
+    page = speedrun("small", tmp_path / "runs", tmp_path / "results", progress=False)
+    rows = json.loads((page.parent / "results.json").read_text())
+    b = BUDGETS["small"]
+    groups = {(r["group"], r["x"]) for r in rows}
+    for m in b.minutes:
+        assert ("ours (dpmpp-2m)", m) in groups and ("real data (floor)", m) in groups
+        assert ("baseline, diffusers DDPM 100", m) in groups
+        assert ("baseline, diffusers DPM-Solver 20", m) in groups
+    floor = [r["fid_domain"] for r in rows if r["group"] == "real data (floor)"][0]
+    models = [r for r in rows if r["group"] != "real data (floor)"]
+    assert all(r["fid_domain"] > floor for r in models), (floor, models)
+    assert all(r["sampling_s"] > 0 for r in models)
+    assert "ours / floor" in page.read_text()
