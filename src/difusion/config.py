@@ -152,6 +152,7 @@ class SegmentationConfig:
     flips: bool = True  # random flips and 90-degree rotations
     grey: bool = True  # random gamma, contrast and brightness
     instances: str = "components"  # splitting the predicted foreground: components or watershed
+    eval_real: bool = True  # at the end of training also score the StarDist pair, if fetched
 
 
 @dataclass

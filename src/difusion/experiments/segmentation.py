@@ -27,6 +27,7 @@ BUDGETS = {
             "segmentation.tile=92",
             "segmentation.image_size=96",
             "train.batch_size=2",
+            "segmentation.eval_real=false",
         ],
     },
     # Sized for the shared 2-core machine these pages were made on (about 0.7 s per step of the

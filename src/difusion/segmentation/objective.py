@@ -167,7 +167,9 @@ class SegmentationObjective(Objective):
     def finish(self, model, run_dir: Path, autocast_dtype, progress: bool) -> dict[str, Path]:
         """Score the held-out images (and the real StarDist pair when it is on this machine)
         against Otsu + watershed; write scores.json and overlay pictures."""
-        return evaluate_run_network(self.cfg, model, run_dir, include_real=True)
+        return evaluate_run_network(
+            self.cfg, model, run_dir, include_real=self.cfg.segmentation.eval_real
+        )
 
     def report_lines(self) -> list[str]:
         s = self.cfg.segmentation
