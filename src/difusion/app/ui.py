@@ -16,6 +16,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr  # noqa: E402
 
 from difusion.app import explorer as ex  # noqa: E402
+from difusion.data.toy2d import DISTRIBUTIONS  # noqa: E402
 from difusion.errors import DifusionError  # noqa: E402
 
 DEFAULT_SAMPLER = "dpmpp-2m"
@@ -292,7 +293,7 @@ def _toy_trainer(registry: ex.RunRegistry, menus: list[gr.Dropdown]) -> None:
     ):
         with gr.Row():
             distribution = gr.Dropdown(
-                ["moons", "8gaussians", "swiss_roll", "spiral", "checkerboard", "circles"],
+                list(DISTRIBUTIONS),
                 value="moons",
                 label="distribution",
             )
