@@ -327,3 +327,28 @@ def test_ui_builds_with_no_runs():
     demo = build_app(ex.RunRegistry([]))
     labels = {getattr(b, "label", None) for b in demo.blocks.values()}
     assert {"x_t", "samples", "t"} <= labels
+
+
+def test_latent_space_of_a_tiny_autoencoder(tmp_path, digits_cond_run):
+    pytest.importorskip("difusion.autoencoders")
+    cfg = load_config(
+        "vae-digits", ["train.steps=20", "autoencoder.fid_n=0", "autoencoder.eval_n=20"]
+    )
+    run_dir = train(cfg, tmp_path / "ae", progress=False, final_samples=False).run_dir
+    reg = ex.RunRegistry([run_dir, digits_cond_run])
+    assert str(run_dir) in ex.latent_status(reg)
+    grid, line, summary = ex.latent_space(reg, str(run_dir), index_a=3, index_b=5, steps=6)
+    assert "vae on digits" in summary
+    assert grid.shape == (2 + 2 * 98, 2 + 8 * 98, 3)  # 8 inputs over their reconstructions
+    assert line.shape == (2 + 98, 2 + 8 * 98, 3)  # a, 6 decoded codes, b
+    # s = 0 and s = 1 decode the codes of a and b themselves: their reconstructions
+    ends = ex.latent_space(reg, str(run_dir), index_a=0, index_b=1, steps=6)[1]
+    block = lambda img, r, c: img[2 + r * 98 : r * 98 + 98, 2 + c * 98 : c * 98 + 98]  # noqa: E731
+    np.testing.assert_allclose(block(ends, 0, 1), block(grid, 1, 0), atol=1)
+    np.testing.assert_allclose(block(ends, 0, 6), block(grid, 1, 1), atol=1)
+    with pytest.raises(DifusionError, match="not an autoencoder run"):
+        ex.latent_space(reg, str(digits_cond_run))
+    with pytest.raises(DifusionError, match="image a"):
+        ex.latent_space(reg, str(run_dir), index_a=999)
+    with pytest.raises(ex.RunRefused):
+        ex.latent_space(reg, "/etc")

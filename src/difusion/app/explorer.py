@@ -632,9 +632,46 @@ def latent_status(registry: RunRegistry) -> str:
             f"Autoencoder run(s) given ({', '.join(runs)}), but this version of difusion has no "
             "autoencoder models (difusion.autoencoders) to load them with."
         )
+    return f"Autoencoder run(s) given: {', '.join(runs)}. Pick one and press Show."
+
+
+def latent_space(
+    registry: RunRegistry, name: str | None, *, index_a=0, index_b=1, n=8, steps=10
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """An autoencoder run's reconstructions decode(encode(x)) of its first ``n`` test images
+    (inputs on top, reconstructions below) and the decoded straight line between the codes of test
+    images a and b, decode((1 - s) encode(a) + s encode(b)) for s from 0 to 1 (Kingma & Welling's
+    latent-space pictures). The autoencoder models are imported only here."""
+    run_dir = registry.resolve(name)
+    if run_objective(run_dir) != "autoencoder":
+        raise DifusionError(f"{name} is not an autoencoder run (objective: autoencoder)")
+    n = _check_int("images", n, 1, 16)
+    steps = _check_int("interpolation steps", steps, 2, 16)
+    from difusion.autoencoders.pictures import interpolate, reconstruct
+    from difusion.autoencoders.run import load_autoencoder
+    from difusion.autoencoders.scoring import test_images
+
+    try:
+        model = load_autoencoder(run_dir)
+    except DifusionError as e:
+        raise DifusionError(f"{name}: {e}") from None
+    except Exception as e:  # a torn or foreign file: a message, not a crash
+        raise DifusionError(f"{name}: could not read the run ({type(e).__name__}: {e})") from None
+    x, _ = test_images(model.config, 64)
+    a = _check_int("image a", index_a, 0, len(x) - 1)
+    b = _check_int("image b", index_b, 0, len(x) - 1)
+    pair = torch.cat([x[:n], reconstruct(model, x[:n])])
+    path = interpolate(model, x[a], x[b], steps)
+    summary = (
+        f"{model.config.autoencoder.kind} on {model.config.data.name}, step {model.step}, "
+        f"code {'x'.join(map(str, model.latent_shape))}"
+    )
     return (
-        f"Autoencoder run(s) given: {', '.join(runs)}. Reconstructions and interpolations of "
-        "autoencoder runs are not wired into the explorer yet."
+        make_grid(pair, nrow=n, scale=default_scale(x)),
+        make_grid(
+            torch.cat([x[a][None], path, x[b][None]]), nrow=steps + 2, scale=default_scale(x)
+        ),
+        summary,
     )
 
 
@@ -674,6 +711,7 @@ __all__ = [
     "forward_view",
     "guidance_sweep",
     "image_from_upload",
+    "latent_space",
     "latent_status",
     "noise_level",
     "reverse_process",

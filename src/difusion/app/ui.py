@@ -58,7 +58,7 @@ def build_app(registry: ex.RunRegistry) -> gr.Blocks:
             with gr.Tab("Compare", id="compare"):
                 compare_run = _compare_tab(registry, runs)
             with gr.Tab("Latent space", id="latent"):
-                latent = gr.Markdown(ex.latent_status(registry), elem_id="latent-message")
+                latent = _latent_tab(registry)
         demo.load(forward["fn"], forward["inputs"], forward["outputs"])
         demo.load(lambda: ex.latent_status(registry), None, latent)
         _toy_trainer(registry, [reverse_run, compare_run])
@@ -284,6 +284,36 @@ def _compare_tab(registry: ex.RunRegistry, runs: list[str]) -> gr.Dropdown:
         concurrency_limit=1,
     )
     return c["run"]
+
+
+def _latent_tab(registry: ex.RunRegistry) -> gr.Markdown:
+    status = gr.Markdown(ex.latent_status(registry), elem_id="latent-message")
+    runs = registry.names("autoencoder")
+    with gr.Row():
+        run = gr.Dropdown(
+            runs,
+            value=runs[0] if runs else None,
+            label="autoencoder run",
+            allow_custom_value=True,
+            elem_id="latent-run",
+        )
+        a = gr.Number(0, label="interpolate from test image", precision=0)
+        b = gr.Number(1, label="to test image", precision=0)
+        steps = gr.Number(10, label="steps (2..16)", precision=0)
+    go = gr.Button("Show", elem_id="latent-go")
+    message = gr.Markdown(elem_id="latent-error")
+    recon = gr.Image(label="test images (top) and their reconstructions (bottom)", type="numpy")
+    path = gr.Image(label="a, decode((1 - s) z_a + s z_b) for s = 0..1, b", type="numpy")
+
+    def show(name, a, b, steps):
+        try:
+            grid, line, summary = ex.latent_space(registry, name, index_a=a, index_b=b, steps=steps)
+        except Exception as e:
+            return gr.skip(), gr.skip(), _message(e)
+        return grid, line, summary
+
+    go.click(show, [run, a, b, steps], [recon, path, message], concurrency_id="cpu")
+    return status
 
 
 def _toy_trainer(registry: ex.RunRegistry, menus: list[gr.Dropdown]) -> None:
