@@ -1,8 +1,9 @@
 """Figures of docs/autoencoders.md, made by the package's own code from trained runs.
 
 Uses the code-size-32 runs of `difusion experiment ae-code-size` (under RUNS/ae-code-size/) and
-trains two more one-minute runs if they are missing (a denoising AE, and a VAE with a spatial
-4x7x7 latent, the shape latent diffusion uses). From the repository root:
+trains two more runs if they are missing (a denoising MLP AE, 1,000 steps, and a convolutional
+VAE with a spatial 4x7x7 latent, 400 steps: the shape latent diffusion uses). From the
+repository root:
 
     python docs/figures/make_autoencoder_figures.py [--runs runs]
 
@@ -31,12 +32,12 @@ from difusion.experiments.autoencoders import train_or_reuse
 from difusion.viz import save_grid
 
 OUT = Path(__file__).resolve().parent
-ONE_MINUTE = [
-    "train.minutes=1",
-    "train.steps=null",
-    "autoencoder.fid_n=1000",
+MLP = ["autoencoder.network=mlp", "train.steps=1000", "train.minutes=null", "autoencoder.iwae_k=0"]
+CONV = [
+    "train.steps=400",
+    "train.minutes=null",
     "autoencoder.iwae_k=0",
-]
+]  # the spatial latent needs the conv network
 
 
 def main() -> None:
@@ -46,16 +47,13 @@ def main() -> None:
     base = args.runs / "ae-code-size"
     runs = {label: base / f"{label}-32" for label in ("ae", "vae", "vq-vae")}
     extra = {
-        "dae": ("ae-fmnist", ["autoencoder.kind=dae", "autoencoder.noise_std=0.5"]),
-        "vae-spatial": (
-            "vae-fmnist",
-            ["autoencoder.spatial=true", "autoencoder.latent_channels=4"],
-        ),
+        "dae": ("ae-fmnist", [*MLP, "autoencoder.kind=dae", "autoencoder.noise_std=0.5"]),
+        "vae-spatial": ("vae-fmnist", [*CONV, "autoencoder.spatial=true"]),
     }
     facts = {}
     for label, (preset, overrides) in extra.items():
         runs[label] = args.runs / "ae-figures" / label
-        facts[label] = train_or_reuse(preset, ONE_MINUTE + overrides, runs[label], progress=True)
+        facts[label] = train_or_reuse(preset, overrides, runs[label], progress=True)
     models = {label: load_autoencoder(path) for label, path in runs.items()}
     cfg = models["ae"].config
     x, labels = test_images(cfg, 1000)
