@@ -21,8 +21,8 @@ TINY_UNET = ["model.base_channels=8", "model.channel_mult=[1,2]", "model.attenti
 
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
-    """A 2-D MLP denoiser trained for 1500 steps (the page's default, ~7 s) by the explorer's trainer."""
-    folder, seconds = ex.train_toy_model(tmp_path_factory.mktemp("toy") / "run", steps=1500)
+    """A 2-D MLP denoiser trained for 200 steps by the explorer's trainer: enough to sample from."""
+    folder, seconds = ex.train_toy_model(tmp_path_factory.mktemp("toy") / "run", steps=200)
     return folder
 
 
@@ -237,13 +237,16 @@ def test_reverse_pictures_are_shaped_right(registry, digits_cond_run, toy_run):
     )
 
 
-def test_toy_model_trained_on_the_fly_learns(registry, toy_run):
-    run = registry.load(str(toy_run))
+@pytest.mark.slow
+def test_toy_model_trained_on_the_fly_learns(tmp_path):
+    folder, _ = ex.train_toy_model(tmp_path / "toy", steps=1500)  # the page's default
+    run = ex.RunRegistry([folder]).load(str(folder))
     data = ex.run_data(run)
     samples = ex.reverse_process(run, sampler="ddpm", steps=200, n=1000).samples
     noise = torch.randn(1000, 2, generator=torch.Generator().manual_seed(0))
-    near = lambda x: torch.cdist(x, data).min(dim=1).values.mean()  # noqa: E731
-    assert near(samples) < 0.5 * near(noise)  # the samples lie on the moons, noise does not
+    on_data = lambda x: (torch.cdist(x, data).min(dim=1).values < 0.1).float().mean()  # noqa: E731
+    # measured: 47% of the samples lie within 0.1 of a data point, 19% of N(0, I) draws do
+    assert on_data(samples) > 2 * on_data(noise)
 
 
 def test_reverse_process_bounds(registry, digits_cond_run, toy_run):
