@@ -188,5 +188,10 @@ def test_a_path_outside_the_allowed_runs_is_refused(page, shots, server):
     assert response.status in (403, 404)
 
 
+def test_latent_tab_says_no_autoencoder_was_given(page):
+    page.get_by_role("tab", name="Latent space").click()
+    assert "No autoencoder run given" in page.locator("#latent-message").inner_text()
+
+
 def test_nothing_was_fetched_from_outside(page):
     assert page.outside_requests == []
