@@ -40,10 +40,27 @@ CONV = [
 ]  # the spatial latent needs the conv network
 
 
+def pca_figure() -> None:
+    """ae_pca.png: test images and their PCA reconstructions with 2, 16, 32 and 64 components."""
+    from difusion.config import load_config
+
+    cfg = load_config("ae-fmnist")
+    x, _ = test_images(cfg, 10)
+    pca = PCA.fit(train_images(cfg)[:20000], 64)
+    rows = [x]
+    for k in (2, 16, 32, 64):
+        rows.append(PCA(pca.mean, pca.components[:k]).reconstruct(x).clamp(-1, 1))
+    save_grid(torch.cat(rows), OUT / "ae_pca.png", nrow=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=Path, default=Path("runs"))
+    parser.add_argument("--pca-only", action="store_true", help="only ae_pca.png (no runs needed)")
     args = parser.parse_args()
+    pca_figure()
+    if args.pca_only:
+        return
     base = args.runs / "ae-code-size"
     runs = {label: base / f"{label}-32" for label in ("ae", "vae", "vq-vae")}
     extra = {
