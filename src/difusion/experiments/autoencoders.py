@@ -227,7 +227,7 @@ def beta_sweep(budget: str, runs_root: Path, results_root: Path, progress: bool 
         "The VAE of `vae-fmnist` with the MLP encoder/decoder (32 latent dimensions, Gaussian "
         "decoder with sigma 0.1 on the "
         "[-1, 1] scale) trained with the KL weighted by beta (Higgins et al. 2017). Rate = the "
-        "KL term in nats averaged over 1,000 test images; distortion = test MSE of "
+        f"KL term in nats averaged over {100 if budget == 'small' else 1000} test images; distortion = test MSE of "
         "the posterior-mean reconstruction. FID of prior samples uses the shipped Fashion-MNIST "
         f"classifier's features ({fid_n} samples against the test split).",
         "",
