@@ -199,3 +199,18 @@ def test_linear_autoencoder_through_the_loop_reaches_pca(tmp_path):
     assert ae_err > 0.999 * pca_err  # ...and the trained one gets there
     assert (tmp_path / "run" / "reconstructions.png").exists()
     assert "PCA with 6 components" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_vq_prior_samples_are_codebook_vectors_and_load_refuses_other_runs(tmp_path):
+    from difusion.autoencoders import load_autoencoder
+    from difusion.config import save_config
+    from difusion.errors import DifusionError
+
+    ae = Autoencoder("vqvae", (1, 28, 28), spatial=True, codebook_size=8, code_dim=4)
+    z = ae.sample_prior(3, torch.Generator().manual_seed(0))
+    assert z.shape == (3, 4, 7, 7)
+    flat = VectorQuantizer.flatten(z)
+    assert (flat[:, None] == ae.quantizer.codebook[None]).all(-1).any(1).all()  # exact rows
+    save_config(load_config("digits"), tmp_path / "config.yaml")
+    with pytest.raises(DifusionError, match="not an autoencoder run"):
+        load_autoencoder(tmp_path)
