@@ -25,6 +25,7 @@ import yaml
 
 from difusion.diffusion import SCHEDULES, DDPMPath
 from difusion.errors import DifusionError
+from difusion.generate import latent_decoder
 from difusion.sampling import GuidedDenoiser, ModelDenoiser, PerImageNoise, seeds_for
 from difusion.sampling.samplers import (
     SAMPLERS,
@@ -408,7 +409,11 @@ def reverse_process(
     labels = class_labels(run, n, class_id)
     cfg = run.config
     clip = cfg.diffusion.clip_x0 and images
-    denoiser = ModelDenoiser(run.network, run.path, cfg.diffusion.prediction, clip_x0=clip)
+    denoiser = ModelDenoiser(
+        run.network, run.path, cfg.diffusion.prediction, clip_x0=clip,
+        learn_sigma=cfg.diffusion.learn_sigma,
+    )  # fmt: skip
+    decode = latent_decoder(cfg, "cpu")  # a model of latents: show decoded images
     if guidance > 0:
         if labels is None:
             raise DifusionError(
@@ -423,8 +428,9 @@ def reverse_process(
     def callback(step) -> None:
         if step.index in record:
             out.times.append(float(step.s))
-            out.x_t.append(step.x[:k].clone())
-            out.x0.append(step.x0[:k].clone())
+            x_t, x0 = step.x[:k].clone(), step.x0[:k].clone()
+            out.x_t.append(x_t if decode is None else decode(x_t))
+            out.x0.append(x0 if decode is None else decode(x0))
 
     noise = PerImageNoise(seeds_for(n, seed))
     x_T = noise.randn((n, *run.shape))
@@ -442,7 +448,7 @@ def reverse_process(
         callback=callback,
     )
     out.seconds = time.perf_counter() - started
-    out.samples = x
+    out.samples = x if decode is None else decode(x)
     return out
 
 
