@@ -134,6 +134,8 @@ def run_experiment(
         row["train_report"] = report.splitlines()[3] if len(report.splitlines()) > 3 else ""
         row["seconds"] = round(time.perf_counter() - started, 1)
         rows.append(row)
+        if len(rows) < len(exp.runs):  # a page after every row: an interrupted run still has one
+            write_results(exp, rows, results_root / exp.name, done=False)
     return write_results(exp, rows, results_root / exp.name)
 
 
@@ -157,7 +159,7 @@ def _named(metrics: dict, features: str) -> dict:
     return {f"{k}_{features}" if k in ("precision", "recall") else k: v for k, v in metrics.items()}
 
 
-def write_results(exp: Experiment, rows: list[dict], out_dir: Path) -> Path:
+def write_results(exp: Experiment, rows: list[dict], out_dir: Path, done: bool = True) -> Path:
     """A Markdown table (one row per run), the raw rows as JSON, and a plot of each metric over x.
 
     With groups, also a pivot table per headline metric (a line per group, x across) and a plot
@@ -172,6 +174,8 @@ def write_results(exp: Experiment, rows: list[dict], out_dir: Path) -> Path:
     prefixes = ("fid", "kid", "precision", "recall", "class_acc", "bits_per_dim", "bpd_se")
     keys = [k for k in rows[0] if k.startswith(prefixes) and not k.endswith("_std")]
     lines = [f"# {exp.title}", "", exp.description, "", f"Reproduce: `{exp.command}`", ""]
+    if not done:
+        lines += [f"**In progress: {len(rows)} of {len(exp.runs)} rows so far.**", ""]
     grouped = any(r.get("group") for r in rows)
     if grouped:
         lines += _pivot_tables(exp, rows, [k for k in keys if k.startswith(("fid", "class_acc"))])
