@@ -69,6 +69,16 @@ def sample_trained_run(
     from difusion.training.precision import autocast_dtype
 
     amp = autocast_dtype(run.config.train.precision, torch.device(device))
+    if run.config.objective == "flow":  # a velocity network: its own ODE solvers or an adapter
+        from difusion.sampling.flow_sample import sample_flow_run
+
+        if guidance_rescale:
+            run.config.sample.guidance_rescale = guidance_rescale
+        return sample_flow_run(
+            run.config, run.network, run.shape, folder, amp, device,
+            num_classes=run.num_classes, points=points, progress=progress, n=n, seed=seed,
+            steps=steps, sampler=sampler, eta=eta, guidance=guidance, class_id=class_id,
+        )  # fmt: skip
     return sample_run(
         run.config,
         run.network,
