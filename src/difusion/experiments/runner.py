@@ -86,6 +86,11 @@ def run_experiment(
         else:
             train(load_config(spec.preset, spec.overrides), run_dir, progress=progress)
             state = "trained"
+        if not _finished(run_dir):  # Ctrl-C or SIGTERM stopped the training: stop here too
+            raise DifusionError(
+                f"training of {run_dir} was stopped before its end; run the experiment again to "
+                "resume it"
+            )
         row = {"label": spec.label, "x": spec.x, "group": spec.group, "run": str(run_dir)}
         row["state"] = state
         ev = spec.evaluation or exp.evaluation
