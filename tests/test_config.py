@@ -48,7 +48,7 @@ def test_unknown_section_and_wrong_type():
 
 def test_impossible_values_are_rejected():
     with pytest.raises(ConfigError, match="prediction"):
-        load_config("digits", ["diffusion.prediction=mu"])
+        load_config("digits", ["diffusion.prediction=mu_tilde"])
     with pytest.raises(ConfigError, match="attention_levels"):
         load_config("digits", ["model.attention_levels=[5]"])
     with pytest.raises(ConfigError, match="unknown preset"):

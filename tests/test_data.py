@@ -594,6 +594,7 @@ def test_describe_datasets() -> None:
             "fashion-mnist",
             "cifar10",
             "folder",
+            "latents",
         }
     )
     keys = {"description", "kind", "shape", "classes", "location", "available", "how_to_get"}

@@ -323,7 +323,9 @@ def eval_(
     ] = None,
     variance: Annotated[
         str | None,
-        typer.Option(help="--nll: the reverse variance, beta, beta_tilde or learned (default: the run's)."),
+        typer.Option(
+            help="--nll: the reverse variance, beta, beta_tilde or learned (default: the run's)."
+        ),
     ] = None,
 ) -> None:
     """Score generated images against a reference set, printing a table and writing JSON.

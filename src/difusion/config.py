@@ -143,7 +143,9 @@ class SegmentationConfig:
     padding: str = "valid"  # valid (the paper: unpadded 3x3 convolutions) or same
     dropout: float = 0.0  # dropout at the end of the contracting path (Sec. 3.1)
     batch_norm: bool = False  # batch norm after each convolution (not in the paper)
-    tile: int = 572  # input tile side, training and overlap-tile inference (572 -> 388 in the paper)
+    tile: int = (
+        572  # input tile side, training and overlap-tile inference (572 -> 388 in the paper)
+    )
     loss: str = "ce"  # ce (weighted softmax cross-entropy, Eq. 1) or dice+ce
     weight_map: bool = True  # use w(x) of Eq. 2; false: unweighted cross-entropy
     elastic: bool = True  # random elastic deformation (3x3 grid, elastic_std px)
