@@ -68,3 +68,59 @@ def test_improved_sigma_experiment_small(tmp_path):
     rows = json.loads((page.parent / "results.json").read_text())
     assert len(rows) == 6 and all(r["fid_domain"] > 0 for r in rows)
     assert len({r["run"] for r in rows}) == 1  # one model, six ways of sampling it
+
+
+TINY_DIGITS = [
+    "model.base_channels=8",
+    "model.channel_mult=[1,2]",
+    "model.attention_levels=[1]",
+    "model.num_res_blocks=1",
+    "model.num_heads=2",
+    "diffusion.T=40",
+    "sample.n=8",
+    "train.sample_every=0",
+    "train.precision=fp32",
+    "train.threads=1",
+    "train.steps=15",
+    "train.minutes=null",
+]
+
+
+def _two_run_experiment():
+    from difusion.experiments.runner import EvalSpec, Experiment, RunSpec
+
+    rows = [
+        RunSpec("lr 1e-3", "digits", [*TINY_DIGITS, "train.lr=1e-3"]),
+        RunSpec("lr 3e-3", "digits", [*TINY_DIGITS, "train.lr=3e-3"]),
+    ]
+    ev = EvalSpec(n=16, steps=5, metrics=("fid",), n_reference=100)
+    return Experiment("side", "two runs", "", rows, ev)
+
+
+def test_runs_trained_side_by_side_score_as_one_at_a_time(tmp_path, monkeypatch):
+    """--jobs 2 trains both runs in their own processes first; the numbers are those of training
+    them one after the other (same seeds, deterministic CPU training)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    exp = _two_run_experiment()
+    one = run_experiment(exp, tmp_path / "a", tmp_path / "ra", progress=False)
+    two = run_experiment(exp, tmp_path / "b", tmp_path / "rb", progress=False, jobs=2)
+    rows1 = json.loads((one.parent / "results.json").read_text())
+    rows2 = json.loads((two.parent / "results.json").read_text())
+    assert [r["state"] for r in rows1] == ["trained", "trained"]
+    assert [r["state"] for r in rows2] == ["reused", "reused"]  # the pool trained them
+    assert [r["fid_domain"] for r in rows1] == pytest.approx([r["fid_domain"] for r in rows2])
+    assert rows1[0]["fid_domain"] != rows1[1]["fid_domain"]  # two different models
+
+
+def test_a_shared_run_is_trained_once_when_two_experiments_race(tmp_path):
+    """Two threads asking for the same run: the lock makes one train it and the other reuse it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from difusion.experiments.runner import train_or_resume
+
+    run = tmp_path / "runs" / "shared"
+    with ThreadPoolExecutor(2) as pool:
+        states = sorted(
+            pool.map(lambda _: train_or_resume("digits", TINY_DIGITS, run, False), range(2))
+        )
+    assert states == ["reused", "trained"]

@@ -434,6 +434,13 @@ def experiment(
         "docs/results"
     ),
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            help="Train up to this many runs side by side before evaluating them (a GPU or a "
+            "many-core machine; keep 1 on a laptop)."
+        ),
+    ] = 1,
 ) -> None:
     """Train (or reuse finished runs, or resume interrupted ones), evaluate, and write a results page.
 
@@ -442,7 +449,7 @@ def experiment(
     """
     from difusion.experiments.runner import run_named
 
-    page = run_named(name, budget, runs, results, progress=not quiet)
+    page = run_named(name, budget, runs, results, progress=not quiet, jobs=jobs)
     typer.echo(f"results: {page}")
 
 

@@ -271,6 +271,9 @@ def vae_nll(budget: str, runs_root: Path, results_root: Path, progress: bool = T
     from difusion.autoencoders import load_autoencoder
     from difusion.autoencoders.measures import iwae_bound
     from difusion.autoencoders.scoring import test_images
+    from difusion.training.distributed import default_device
+
+    device = default_device()
 
     t0 = time.perf_counter()
     n_test = 100 if budget == "small" else 500
@@ -297,8 +300,9 @@ def vae_nll(budget: str, runs_root: Path, results_root: Path, progress: bool = T
     for data in ("mnist", "fashion-mnist"):
         run_dir = runs_root / name / data
         train_or_reuse("vae-fmnist", base + [f"data.name={data}"], run_dir, progress)
-        model = load_autoencoder(run_dir)
+        model = load_autoencoder(run_dir, device)
         x, _ = test_images(model.config, n_test)
+        x = x.to(device)
         row = {
             "data": data,
             "n_test": n_test,
@@ -309,7 +313,8 @@ def vae_nll(budget: str, runs_root: Path, results_root: Path, progress: bool = T
         for k in NLL_K[budget]:
             t = time.perf_counter()
             g = torch.Generator().manual_seed(0)
-            b = iwae_bound(model, x, k, model.config.autoencoder.sigma, g)
+            with torch.no_grad():  # an estimate, not a loss: keep no graph over 500 x k samples
+                b = iwae_bound(model, x, k, model.config.autoencoder.sigma, g)
             row[f"nll_k{k}"] = float(-b.mean())
             row[f"nll_k{k}_se"] = float(b.std() / len(b) ** 0.5)
             row[f"seconds_k{k}"] = round(time.perf_counter() - t, 1)

@@ -312,7 +312,10 @@ def flow_fmnist(budget: str, runs_root: Path, results_root: Path, progress: bool
     from difusion.runs import load_run, samples_for_eval
     from difusion.sampling.flow_ode import NetworkVelocity
     from difusion.sampling.flow_sample import draw_flow_samples
+    from difusion.training.distributed import default_device
     from difusion.training.flow_objective import flow_path
+
+    device = default_device()
 
     st = _fmnist_settings(budget)
     tag = "-small" if budget == "small" else ""
@@ -326,7 +329,7 @@ def flow_fmnist(budget: str, runs_root: Path, results_root: Path, progress: bool
         fm_dir,
         progress,
     )
-    fm = load_run(fm_dir)
+    fm = load_run(fm_dir, device)
     ddpm_dir = runs_root / "learning-curve" / "10min"
     rows = []
 
@@ -353,6 +356,7 @@ def flow_fmnist(budget: str, runs_root: Path, results_root: Path, progress: bool
                 seed=0,
                 steps=k,
                 sampler=sampler,
+                device=device,
                 progress=False,
             )
             secs = time.perf_counter() - t0
@@ -370,7 +374,13 @@ def flow_fmnist(budget: str, runs_root: Path, results_root: Path, progress: bool
     if (ddpm_dir / "report.md").exists() and budget == "full":
         for nfe in st["nfes"]:
             npz, _ = samples_for_eval(
-                ddpm_dir, n=st["n"], steps=nfe, sampler="ddim", eta=0.0, progress=False
+                ddpm_dir,
+                n=st["n"],
+                steps=nfe,
+                sampler="ddim",
+                eta=0.0,
+                progress=False,
+                device=device,
             )
             images = torch.from_numpy(np.load(npz)["images"])
             rows.append(
@@ -383,7 +393,7 @@ def flow_fmnist(budget: str, runs_root: Path, results_root: Path, progress: bool
                 }
             )
     test = load_dataset("fashion-mnist", split="test").data[: st["bpd_n"]].float()
-    x = dequantize(test, torch.Generator().manual_seed(0))
+    x = dequantize(test, torch.Generator().manual_seed(0)).to(device)
     net = fm.network
     bpd = {}
     for steps in st["bpd_steps"]:
@@ -396,7 +406,7 @@ def flow_fmnist(budget: str, runs_root: Path, results_root: Path, progress: bool
             divergence="hutchinson",
             generator=torch.Generator().manual_seed(1),
         )
-        b = bits_per_dim(log_p.double(), x[0].numel())
+        b = bits_per_dim(log_p.double().cpu(), x[0].numel())
         bpd[steps] = {
             "bpd": b.mean().item(),
             "se": (b.std() / len(b) ** 0.5).item(),

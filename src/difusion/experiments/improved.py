@@ -190,8 +190,10 @@ def min_snr(budget: str) -> Experiment:
 
 
 def _runner(recipe):
-    def run(budget: str, runs_root: Path, results_root: Path, progress: bool = True) -> Path:
-        return run_experiment(recipe(budget), runs_root, results_root, progress)
+    def run(
+        budget: str, runs_root: Path, results_root: Path, progress: bool = True, jobs: int = 1
+    ) -> Path:
+        return run_experiment(recipe(budget), runs_root, results_root, progress, jobs)
 
     return run
 

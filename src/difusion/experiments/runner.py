@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,30 +63,84 @@ def _finished(run_dir: Path) -> bool:
     return (run_dir / "report.md").exists() and (run_dir / "samples.npz").exists()
 
 
+@contextmanager
+def run_lock(run_dir: Path):
+    """Hold an exclusive lock on ``run_dir`` while training it, so two experiments that share a run
+    (started side by side) train it once: the second waits, then finds it finished."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.parent / f".{run_dir.name}.lock", "w") as handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; run experiments one at a time there
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def train_or_resume(preset: str, overrides: list[str], run_dir: Path, progress: bool) -> str:
+    """Train ``run_dir`` from the preset, resume it from its checkpoint, or reuse it when finished;
+    returns which of "trained", "resumed" or "reused" it was."""
+    from difusion.config import load_config
+    from difusion.training.loop import train
+
+    with run_lock(run_dir):
+        if _finished(run_dir):
+            return "reused"
+        if (run_dir / "checkpoint.safetensors").exists():
+            train(None, run_dir, resume=True, progress=progress, final_samples=True)
+            return "resumed"
+        train(load_config(preset, overrides), run_dir, progress=progress)
+        return "trained"
+
+
+def _train_one(preset: str, overrides: list[str], run_dir: str) -> None:
+    """One run of :func:`train_side_by_side`, in its own process."""
+    train_or_resume(preset, overrides, Path(run_dir), progress=False)
+
+
+def train_side_by_side(exp: Experiment, runs_root: Path, jobs: int) -> None:
+    """Train the experiment's unfinished runs in up to ``jobs`` processes at once (a GPU or a
+    many-core machine has room for several small runs); evaluation then goes row by row."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    todo: dict[str, RunSpec] = {}
+    for spec in exp.runs:
+        run_dir = runs_root / (spec.run or f"{exp.name}/{spec.label}")
+        if not _finished(run_dir):
+            todo.setdefault(str(run_dir), spec)  # rows that share a run train it once
+    if len(todo) < 2:
+        return
+    # spawn, not fork: a forked child cannot use a CUDA context its parent already opened
+    with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_train_one, s.preset, s.overrides, d) for d, s in todo.items()]
+        for f in futures:
+            f.result()
+
+
 def run_experiment(
-    exp: Experiment, runs_root: Path, results_root: Path, progress: bool = True
+    exp: Experiment, runs_root: Path, results_root: Path, progress: bool = True, jobs: int = 1
 ) -> Path:
-    """Train (or reuse, or resume) every run, evaluate each once, then write the results page."""
+    """Train (or reuse, or resume) every run, evaluate each once, then write the results page.
+    With ``jobs`` > 1 the unfinished runs first train side by side (:func:`train_side_by_side`)."""
     from difusion.config import load_config
     from difusion.data.latents import image_dataset_of
     from difusion.evaluation import evaluate, load_samples, write_json
     from difusion.runs import samples_for_eval
     from difusion.training.distributed import default_device
-    from difusion.training.loop import train
 
     device = default_device()
+    if jobs > 1:
+        train_side_by_side(exp, runs_root, jobs)
     rows = []
     for spec in exp.runs:
         run_dir = runs_root / (spec.run or f"{exp.name}/{spec.label}")
         started = time.perf_counter()
-        if _finished(run_dir):
-            state = "reused"
-        elif (run_dir / "checkpoint.safetensors").exists():
-            train(None, run_dir, resume=True, progress=progress, final_samples=True)
-            state = "resumed"
-        else:
-            train(load_config(spec.preset, spec.overrides), run_dir, progress=progress)
-            state = "trained"
+        state = train_or_resume(spec.preset, spec.overrides, run_dir, progress)
         if not _finished(run_dir):  # Ctrl-C or SIGTERM stopped the training: stop here too
             raise DifusionError(
                 f"training of {run_dir} was stopped before its end; run the experiment again to "
@@ -447,12 +502,24 @@ def get_experiment(name: str, budget: str) -> Experiment:
 
 
 def run_named(
-    name: str, budget: str, runs_root: Path, results_root: Path, progress: bool = True
+    name: str,
+    budget: str,
+    runs_root: Path,
+    results_root: Path,
+    progress: bool = True,
+    jobs: int = 1,
 ) -> Path:
     """Run experiment ``name`` at ``budget``; returns its results page. ``inversion`` samples the
-    model of another experiment (it trains nothing), so run that one first."""
+    model of another experiment (it trains nothing), so run that one first. ``jobs`` > 1 trains
+    runs side by side, for the experiments that take it (the others train one run at a time)."""
+    import inspect
+
+    if jobs < 1:
+        raise DifusionError(f"--jobs must be at least 1, got {jobs}")
     if name not in EXPERIMENTS:
         custom = custom_experiments()
         if name in custom:
-            return custom[name](budget, runs_root, results_root, progress)
-    return run_experiment(get_experiment(name, budget), runs_root, results_root, progress)
+            fn = custom[name]
+            extra = {"jobs": jobs} if "jobs" in inspect.signature(fn).parameters else {}
+            return fn(budget, runs_root, results_root, progress, **extra)
+    return run_experiment(get_experiment(name, budget), runs_root, results_root, progress, jobs)
