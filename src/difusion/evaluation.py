@@ -99,7 +99,7 @@ def reference_features(
         print(f"eval: computing reference features for {key} (cached afterwards in {path})")
     feats, _ = net(images)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # processes running side by side each write their own
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # one per process: runs may score side by side
     save_file({"features": feats.contiguous()}, str(tmp))
     os.replace(tmp, path)
     return feats

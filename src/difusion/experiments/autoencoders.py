@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from difusion.errors import DifusionError
+from difusion.experiments.runner import machine
 
 _STARTED = time.perf_counter()
 CODE_SIZES = {"small": (16,), "full": (16, 32, 64)}
@@ -156,7 +157,7 @@ def code_size(budget: str, runs_root: Path, results_root: Path, progress: bool =
         "k indices, not k real numbers, so it carries far less information than the others.",
         "",
         f"Each run: {'20' if budget == 'small' else '1,000'} steps of batch 64 (AdamW lr 2e-3) "
-        "on this machine's 2 CPU cores, shared with other work (the train minutes are in "
+        f"on {machine()} (the train minutes are in "
         "results.json).",
         "",
         f"Reproduce: `difusion experiment ae-code-size --budget {budget}` "
@@ -232,8 +233,7 @@ def beta_sweep(budget: str, runs_root: Path, results_root: Path, progress: bool 
         f"classifier's features ({fid_n} samples against the test split).",
         "",
         f"Reproduce: `difusion experiment beta-vae --budget {budget}` ({minutes:.1f} min here; "
-        f"each run {'20' if budget == 'small' else '1,000'} steps of batch 64 on 2 shared CPU "
-        "cores).",
+        f"each run {'20' if budget == 'small' else '1,000'} steps of batch 64 on {machine()}).",
         "",
         "| beta | rate KL (nats) | MSE | ELBO (nats) | active units | FID (prior, domain) |",
         "|---|---|---|---|---|---|",
@@ -330,7 +330,7 @@ def vae_nll(budget: str, runs_root: Path, results_root: Path, progress: bool = T
         "The one-stochastic-layer VAE of Burda et al. 2016 (50 latent dimensions, two tanh "
         "hidden layers of 200 units in encoder and decoder, Bernoulli decoder), trained on "
         f"dynamically binarized images for {steps} steps of batch 100 "
-        "on 2 shared CPU cores (batch 100, AdamW lr 1e-3). The NLL is -L_k, the importance-"
+        f"on {machine()} (AdamW lr 1e-3). The NLL is -L_k, the importance-"
         f"weighted bound (Burda et al. 2016, eq. 8), on the first {n_test} test images, binarized "
         "once (seed 0); ± is the standard error over images. -L_1 is the negative ELBO.",
         "",

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from difusion.errors import DifusionError
+from difusion.experiments.runner import machine
 
 NFES = (1, 2, 5, 10, 50)
 
@@ -223,7 +224,7 @@ def _page(result: dict, st: dict, out: Path, command: str) -> Path:
     lines = [
         "# Flow matching vs DDPM/DDIM at equal network evaluations (two moons)",
         "",
-        f"Reproduce: `{command}` ({result['seconds']:.0f} s here on 2 shared CPU cores, training "
+        f"Reproduce: `{command}` ({result['seconds']:.0f} s here on {machine()}, training "
         f"included: DDPM {result['train_seconds']['ddpm']:.0f} s, FM "
         f"{result['train_seconds']['fm']:.0f} s, reflow {result['train_seconds']['reflow']:.0f} s"
         " including its pairs).",
@@ -430,7 +431,8 @@ def _fmnist_page(result: dict, out: Path, command: str) -> Path:
     lines = [
         "# Flow matching vs DDPM on Fashion-MNIST at equal network evaluations",
         "",
-        f"Reproduce: `{command}` ({result['seconds']:.0f} s here for sampling and scoring; the "
+        f"Reproduce: `{command}` ({result['seconds']:.0f} s on {machine()} for sampling and "
+        "scoring; the "
         "fm-fmnist run is trained first if missing: 1493 steps, the 10-minute pixel DDPM's "
         "count, same U-Net and batch).",
         "",

@@ -189,6 +189,70 @@ def min_snr(budget: str) -> Experiment:
     )
 
 
+SEEDS = (1, 2)  # seed 0 is the main pages' run
+
+
+def _seeded(rows: list[tuple], seeds=SEEDS) -> list[tuple]:
+    return [(f"{label}, seed {s}", [*o, f"train.seed={s}"]) for s in seeds for label, o in rows]
+
+
+def losses_seeds(budget: str) -> Experiment:
+    """The close pair of improved-losses (L_simple against L_hybrid) again with seeds 1 and 2."""
+    rows = [
+        ("eps, L_simple, fixed beta", []),
+        ("eps, L_hybrid, learned", ["diffusion.loss=hybrid", *_LEARNED]),
+    ]
+    return _experiment(
+        "improved-losses-seeds",
+        budget,
+        "L_simple against L_hybrid: the spread over training seeds",
+        "The two close rows of improved-losses, trained again with train.seed = 1 and 2 (seed 0 is "
+        "on that page); same network, steps and scoring.",
+        _seeded(rows),
+    )
+
+
+def schedules_seeds(budget: str) -> Experiment:
+    """The linear-schedule rows of improved-schedules again with seeds 1 and 2."""
+    rows = [
+        ("linear, L_simple", ["diffusion.schedule=linear"]),
+        ("linear, L_hybrid", ["diffusion.schedule=linear", "diffusion.loss=hybrid", *_LEARNED]),
+    ]
+    return _experiment(
+        "improved-schedules-seeds",
+        budget,
+        "Linear schedule: the spread over training seeds",
+        "The linear rows of improved-schedules with train.seed = 1 and 2; the cosine rows with "
+        "these seeds are on the improved-losses-seeds page.",
+        _seeded(rows),
+    )
+
+
+def min_snr_seeds(budget: str) -> Experiment:
+    """min-snr's longest budget again with seeds 1 and 2."""
+    exp = min_snr(budget)
+    last = max(s.x for s in exp.runs)
+    runs = [
+        RunSpec(
+            f"{s.label}, seed {seed}",
+            s.preset,
+            [*s.overrides, f"train.seed={seed}"],
+            s.x,
+            group=s.group,
+            evaluation=s.evaluation,
+        )
+        for seed in SEEDS
+        for s in exp.runs
+        if s.x == last
+    ]
+    exp.name = exp.name.replace("min-snr", "min-snr-seeds")
+    exp.title = "Min-SNR-5 against uniform weighting: the spread over training seeds"
+    exp.description = f"The {last:g}-step rows of min-snr with train.seed = 1 and 2."
+    exp.command = exp.command.replace("min-snr", "min-snr-seeds")
+    exp.runs = runs
+    return exp
+
+
 def _runner(recipe):
     def run(
         budget: str, runs_root: Path, results_root: Path, progress: bool = True, jobs: int = 1
@@ -203,4 +267,7 @@ CUSTOM = {
     "improved-schedules": _runner(schedules),
     "improved-sigma": _runner(sigma_steps),
     "min-snr": _runner(min_snr),
+    "improved-losses-seeds": _runner(losses_seeds),
+    "improved-schedules-seeds": _runner(schedules_seeds),
+    "min-snr-seeds": _runner(min_snr_seeds),
 }

@@ -59,6 +59,17 @@ class Experiment:
 Recipe = Callable[[str], Experiment]  # budget -> experiment
 
 
+def machine() -> str:
+    """Where an experiment ran, for its page: the GPU's name, else the CPU core count."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return f"one {torch.cuda.get_device_name()} GPU"
+    return f"{os.cpu_count()} CPU cores"
+
+
 def _finished(run_dir: Path) -> bool:
     return (run_dir / "report.md").exists() and (run_dir / "samples.npz").exists()
 
@@ -233,7 +244,14 @@ def write_results(exp: Experiment, rows: list[dict], out_dir: Path, done: bool =
     (out_dir / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     prefixes = ("fid", "kid", "precision", "recall", "class_acc", "bits_per_dim", "bpd_se")
     keys = [k for k in rows[0] if k.startswith(prefixes) and not k.endswith("_std")]
-    lines = [f"# {exp.title}", "", exp.description, "", f"Reproduce: `{exp.command}`", ""]
+    lines = [
+        f"# {exp.title}",
+        "",
+        exp.description,
+        "",
+        f"Reproduce: `{exp.command}` (ran on {machine()})",
+        "",
+    ]
     if not done:
         lines += [f"**In progress: {len(rows)} of {len(exp.runs)} rows so far.**", ""]
     grouped = any(r.get("group") for r in rows)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from difusion.errors import DifusionError
+from difusion.experiments.runner import machine
 
 # Training steps of one run, seeds per setting, training-set sizes and extra overrides, by budget.
 # small is a smoke test of the whole path (a tiny U-Net, seconds); full is what the results show.
@@ -198,7 +199,7 @@ def weight_map_experiment(budget: str, runs_root: Path, results_root: Path, prog
             "![AP and separated pairs](weight_map.png)",
             "",
             f"Command: `difusion experiment seg-weight-map --budget {budget}`; "
-            f"this page took {minutes:.1f} min here (reused runs cost nothing).",
+            f"this page took {minutes:.1f} min on {machine()} (reused runs cost nothing).",
         ],
     )
 
@@ -262,7 +263,7 @@ def elastic_experiment(budget: str, runs_root: Path, results_root: Path, progres
             "![AP against training images](elastic.png)",
             "",
             f"Command: `difusion experiment seg-elastic --budget {budget}`; "
-            f"this page took {minutes:.1f} min here (reused runs cost nothing).",
+            f"this page took {minutes:.1f} min on {machine()} (reused runs cost nothing).",
         ],
     )
 
@@ -333,7 +334,7 @@ def real_experiment(budget: str, runs_root: Path, results_root: Path, progress: 
             "![image, truth, U-Net, Otsu + watershed](stardist_overlay.png)",
             "",
             f"Command: `difusion experiment seg-real --budget {budget}` (after "
-            f"`difusion fetch stardist`); this page took {minutes:.1f} min here.",
+            f"`difusion fetch stardist`); this page took {minutes:.1f} min on {machine()}.",
         ],
     )
 
