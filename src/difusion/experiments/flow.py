@@ -299,7 +299,7 @@ def _fmnist_settings(budget: str) -> dict:
             "n": 300,
             "nfes": (1, 2, 5, 10, 20, 50),
             "bpd_n": 100,
-            "bpd_steps": (5, 10, 20),
+            "bpd_steps": (5, 10, 20, 50, 100),
         }
     raise DifusionError(f"unknown --budget {budget!r}; choose small or full")
 
