@@ -44,6 +44,8 @@ class Budget:
     ddpm_steps: int = 1000  # DDPMPipeline's default
     # budgets sampled with the 1000-step pipeline (None: all); it costs 50x the NFE of the others
     ddpm_minutes: tuple[float, ...] | None = None
+    # also train the fm-fmnist preset (flow matching, same U-Net) and sample it with fm-euler
+    flow: bool = False
 
 
 _SAMPLE = ["sample.sampler=dpmpp-2m", "sample.steps=20", "train.sample_every=0"]
@@ -72,6 +74,7 @@ BUDGETS = {
         ours=_SAMPLE,
         widths=(128, 128, 256),
         ddpm_minutes=(10.0,),
+        flow=True,
     ),
     # the 10-minute budget alone (about 50 min here): full's runs and page, without diffusers'
     # 1000-step DDPM pipeline (2,000 images x 1000 network calls is over an hour on 2 cores)
@@ -83,6 +86,7 @@ BUDGETS = {
         ours=_SAMPLE,
         widths=(128, 128, 256),
         ddpm_minutes=(),
+        flow=True,
     ),
 }
 
@@ -132,29 +136,37 @@ def _cached_samples(folder: Path, draw) -> tuple[torch.Tensor, float]:
     return images, float(timing.read_text())
 
 
-def _ours(m: float, b: Budget, root: Path, progress: bool, device) -> dict:
-    """Train (or reuse, or resume) the preset for m minutes; DPM-Solver++(2M) samples; scores."""
+# our recipes: (run-folder prefix, preset, sampler, group in the tables)
+DDPM = ("ours", "fashion-mnist", "dpmpp-2m", "ours (dpmpp-2m)")
+FLOW = ("ours-flow", "fm-fmnist", "fm-euler", "ours, flow matching (fm-euler)")
+
+
+def _ours(m: float, b: Budget, root: Path, progress: bool, device, recipe=DDPM) -> dict:
+    """Train (or reuse, or resume) one of our presets for m minutes, draw b.n samples with its
+    sampler at b.nfe network calls, and score them."""
     from difusion.config import load_config
     from difusion.evaluation import load_samples
     from difusion.runs import samples_for_eval
     from difusion.training.loop import train
 
-    run_dir = root / f"ours-{m:g}min"
+    prefix, preset, sampler, group = recipe
+    run_dir = root / f"{prefix}-{m:g}min"
     if not (run_dir / "report.md").exists():
         if (run_dir / "checkpoint.safetensors").exists():
             train(None, run_dir, resume=True, progress=progress)
         else:
-            cfg = load_config("fashion-mnist", [*b.ours, f"train.minutes={m}"])
+            overrides = b.ours if recipe == DDPM else ["train.sample_every=0"]
+            cfg = load_config(preset, [*overrides, f"train.minutes={m}"])
             train(cfg, run_dir, progress=progress)
     samples, _ = samples_for_eval(
-        run_dir, n=b.n, steps=b.nfe, sampler="dpmpp-2m", device=device, progress=progress
+        run_dir, n=b.n, steps=b.nfe, sampler=sampler, device=device, progress=progress
     )
     images, _, _ = load_samples(samples)
     if not (samples.parent / "grid.png").exists():
         save_grid(images[:64], samples.parent / "grid.png", nrow=8)
     report = (run_dir / "report.md").read_text().splitlines()
-    row = {"label": f"ours {m:g} min", "x": m, "group": "ours (dpmpp-2m)", "run": str(run_dir)}
-    row["sampler"] = f"ours dpmpp-2m {b.nfe}"
+    row = {"label": f"{prefix.replace('-', ' ')} {m:g} min", "x": m, "group": group}
+    row |= {"run": str(run_dir), "sampler": f"ours {sampler} {b.nfe}"}
     row["sampling_s"] = float((samples.parent / "sampling_seconds.txt").read_text())
     row["samples"] = str(samples)
     row["train_report"] = report[3] if len(report) > 3 else ""
@@ -240,6 +252,8 @@ def speedrun(budget: str, runs_root: Path, results_root: Path, progress: bool = 
     for m in b.minutes:
         rows.append(_ours(m, b, root, progress, device))
         rows += _baseline(m, b, root, progress, device)
+        if b.flow:
+            rows.append(_ours(m, b, root, progress, device, FLOW))
     rows += [floor | {"x": m, "group": "real data (floor)"} for m in b.minutes]
     ratio = [
         f"- {r['x']:g} min: ours / floor = {r[f'fid_{f}'] / floor[f'fid_{f}']:.2f} ({f})"
@@ -250,16 +264,18 @@ def speedrun(budget: str, runs_root: Path, results_root: Path, progress: bool = 
     out_dir = Path(results_root) / name
     out_dir.mkdir(parents=True, exist_ok=True)
     grids = ["", "Samples (the first 64 of each set), ours beside the baseline:", ""]
-    grids += ["| minutes | ours | diffusers, its DPM-Solver | diffusers' UNet, our sampler |"]
-    grids += ["|---|---|---|---|"]
+    shown = {
+        DDPM[3]: "ours",
+        f"baseline, diffusers DPM-Solver {b.nfe}": "diffusers, its DPM-Solver",
+        f"baseline, ours dpmpp-2m {b.nfe}": "diffusers' UNet, our sampler",
+    }
+    if b.flow:
+        shown[FLOW[3]] = "ours, flow matching"
+    grids += ["| minutes | " + " | ".join(shown.values()) + " |", "|---" * (len(shown) + 1) + "|"]
     for m in b.minutes:
         cells = []
         for r in rows:
-            if r["x"] == m and r["group"] in (
-                "ours (dpmpp-2m)",
-                f"baseline, diffusers DPM-Solver {b.nfe}",
-                f"baseline, ours dpmpp-2m {b.nfe}",
-            ):
+            if r["x"] == m and r["group"] in shown:
                 folder = Path(r["samples"]).parent
                 png = f"grid-{Path(r['run']).name}-{folder.name}.png"
                 shutil.copyfile(folder / "grid.png", out_dir / png)
