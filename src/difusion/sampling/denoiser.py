@@ -27,6 +27,7 @@ class ModelDenoiser:
     Ho et al.'s sampler does for images (it leaves eq. 11 unchanged when no clipping happens).
     ``learn_sigma``: the network also outputs v, the log-variance interpolation of improved DDPM;
     samplers that use it call :meth:`with_variance`, the others ignore it.
+    ``differentiable``: keep autograd on (by default the denoiser runs under no_grad).
     """
 
     def __init__(
@@ -38,18 +39,23 @@ class ModelDenoiser:
         clip_x0: bool = False,
         autocast_dtype: torch.dtype | None = None,
         learn_sigma: bool = False,
+        differentiable: bool = False,
     ):
         self.network, self.path, self.prediction = network, path, prediction
         self.clip_x0, self.autocast_dtype = clip_x0, autocast_dtype
         self.learn_sigma = learn_sigma
+        self.differentiable = differentiable  # keep the graph (the ODE likelihood's divergence)
 
     def __call__(self, x_t: torch.Tensor, t, y: torch.Tensor | None = None):
         x0, eps, _ = self.with_variance(x_t, t, y)
         return x0, eps
 
-    @torch.no_grad()
     def with_variance(self, x_t: torch.Tensor, t, y: torch.Tensor | None = None):
         """(x_0 estimate, eps estimate, v) where v is the learned-variance output (None if fixed)."""
+        with torch.set_grad_enabled(self.differentiable and torch.is_grad_enabled()):
+            return self._with_variance(x_t, t, y)
+
+    def _with_variance(self, x_t: torch.Tensor, t, y: torch.Tensor | None = None):
         n = x_t.shape[0]
         if torch.is_tensor(t):
             t_vec = t
