@@ -65,6 +65,10 @@ def _experiment(name, budget, title, description, rows, notes="", x_label="") ->
             )
         )
     suffix = "-small" if budget == "small" else ""
+    notes = notes or (
+        "Whether the papers' orderings held, with the spread over seeds where rows are close: "
+        "docs/improved.md, section Experiments."
+    )
     return Experiment(
         name=name + suffix,
         title=title,
@@ -186,6 +190,8 @@ def min_snr(budget: str) -> Experiment:
         evaluation=EvalSpec(),
         x_label="training steps",
         command=f"difusion experiment min-snr --budget {budget}",
+        notes="Whether the paper's ordering held, with the spread over seeds: docs/improved.md, "
+        "section Experiments.",
     )
 
 
