@@ -263,7 +263,7 @@ def speedrun(budget: str, runs_root: Path, results_root: Path, progress: bool = 
             rows.append(_ours(m, b, root, progress, device, FLOW))
     rows += [floor | {"x": m, "group": "real data (floor)"} for m in b.minutes]
     ratio = [
-        f"- {r['x']:g} min: ours / floor = {r[f'fid_{f}'] / floor[f'fid_{f}']:.2f} ({f})"
+        f"- {r['x']:g} min, {r['group']}: {r[f'fid_{f}'] / floor[f'fid_{f}']:.2f} x the floor ({f})"
         for r in rows
         if r["group"].startswith("ours")
         for f in b.features
