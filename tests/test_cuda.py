@@ -7,22 +7,11 @@ machine with ``pytest tests/test_cuda.py``.
 import numpy as np
 import pytest
 import torch
+from test_cli import TINY as CLI_TINY
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-TINY = [
-    "model.base_channels=8",
-    "model.channel_mult=[1,2]",
-    "model.attention_levels=[1]",
-    "model.num_res_blocks=1",
-    "model.num_heads=2",
-    "diffusion.T=40",
-    "sample.n=8",
-    "train.sample_every=0",
-    "train.precision=fp32",
-    "train.log_every=5",
-    "train.steps=40",
-]
+TINY = [*CLI_TINY, "train.steps=40"]  # the CLI tests' tiny digits network, T = 40
 
 
 @pytest.fixture(scope="module")

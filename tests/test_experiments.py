@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from test_cli import TINY
 
 from difusion.data import describe_datasets
 from difusion.errors import DifusionError
@@ -70,20 +71,7 @@ def test_improved_sigma_experiment_small(tmp_path):
     assert len({r["run"] for r in rows}) == 1  # one model, six ways of sampling it
 
 
-TINY_DIGITS = [
-    "model.base_channels=8",
-    "model.channel_mult=[1,2]",
-    "model.attention_levels=[1]",
-    "model.num_res_blocks=1",
-    "model.num_heads=2",
-    "diffusion.T=40",
-    "sample.n=8",
-    "train.sample_every=0",
-    "train.precision=fp32",
-    "train.threads=1",
-    "train.steps=15",
-    "train.minutes=null",
-]
+TINY_DIGITS = [*TINY, "train.steps=15", "train.minutes=null"]  # the CLI tests' tiny network
 
 
 def _two_run_experiment():

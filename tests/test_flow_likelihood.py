@@ -102,11 +102,25 @@ def test_ode_likelihood_of_a_ddpm_denoiser_is_the_data_density():
         torch.stack([0.05 * torch.eye(2), torch.tensor([[0.08, 0.03], [0.03, 0.04]])]),
     )
     x0, _ = mix.sample(100, torch.Generator().manual_seed(0))
-    velocity = DenoiserVelocity(MixtureDenoiser(mix, path), path, differentiable=True)
+    velocity = DenoiserVelocity(MixtureDenoiser(mix, path), path)
     log_p, _ = ode_log_likelihood(velocity, x0, steps=100)
     comp = torch.distributions.MultivariateNormal(mix.mu, mix.cov)
     exact = torch.logsumexp(mix.pi.log() + comp.log_prob(x0[:, None, :]), dim=1)
     assert (log_p - exact).abs().max() < 0.02, (log_p - exact).abs().max()
-    # without the gradient there is no divergence to integrate: it is refused, not silently zero
-    with pytest.raises(RuntimeError):
-        ode_log_likelihood(DenoiserVelocity(MixtureDenoiser(mix, path), path), x0, steps=2)
+
+
+def test_model_denoiser_keeps_its_graph_only_when_asked():
+    """The ODE likelihood differentiates a trained network through ModelDenoiser; samplers must not
+    pay for a graph. A network whose eps is 2 x_t: d(sum eps)/dx_t = 2 per element."""
+    from difusion.diffusion import DDPMPath
+    from difusion.diffusion.schedules import make_betas
+    from difusion.sampling import ModelDenoiser
+
+    path = DDPMPath(make_betas("cosine", 1000))
+    net = lambda x, t, y=None: 2 * x  # noqa: E731
+    x = torch.randn(3, 4, requires_grad=True)
+    _, eps = ModelDenoiser(net, path, differentiable=True)(x, 500)
+    (g,) = torch.autograd.grad(eps.sum(), x)
+    assert torch.allclose(g, torch.full_like(g, 2.0))
+    _, eps = ModelDenoiser(net, path)(x, 500)
+    assert not eps.requires_grad

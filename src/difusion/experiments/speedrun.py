@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from difusion.errors import DifusionError
-from difusion.experiments.runner import Experiment, write_results
+from difusion.experiments.runner import Experiment, train_or_resume, write_results
 from difusion.viz import save_grid
 
 
@@ -149,20 +149,13 @@ FLOW = ("ours-flow", "fm-fmnist", "fm-euler", "ours, flow matching (fm-euler)")
 def _ours(m: float, b: Budget, root: Path, progress: bool, device, recipe=DDPM) -> dict:
     """Train (or reuse, or resume) one of our presets for m minutes, draw b.n samples with its
     sampler at b.nfe network calls, and score them."""
-    from difusion.config import load_config
     from difusion.evaluation import load_samples
     from difusion.runs import samples_for_eval
-    from difusion.training.loop import train
 
     prefix, preset, sampler, group = recipe
     run_dir = root / f"{prefix}-{m:g}min"
-    if not (run_dir / "report.md").exists():
-        if (run_dir / "checkpoint.safetensors").exists():
-            train(None, run_dir, resume=True, progress=progress)
-        else:
-            overrides = b.ours if recipe == DDPM else ["train.sample_every=0"]
-            cfg = load_config(preset, [*overrides, f"train.minutes={m}"])
-            train(cfg, run_dir, progress=progress)
+    overrides = b.ours if recipe == DDPM else ["train.sample_every=0"]
+    train_or_resume(preset, [*overrides, f"train.minutes={m}"], run_dir, progress)
     samples, _ = samples_for_eval(
         run_dir, n=b.n, steps=b.nfe, sampler=sampler, device=device, progress=progress
     )

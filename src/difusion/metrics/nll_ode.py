@@ -34,7 +34,7 @@ def ode_velocity(run):
         learn_sigma=cfg.diffusion.learn_sigma,
         differentiable=True,
     )
-    return DenoiserVelocity(den, run.path, differentiable=True)
+    return DenoiserVelocity(den, run.path)
 
 
 def run_ode_nll(

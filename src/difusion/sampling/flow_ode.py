@@ -145,10 +145,8 @@ class DenoiserVelocity:
     the DDPM time t of equal signal-to-noise ratio (``path.t_at_log_snr``, clamped to [1, T]),
     x_t = x_tau (alpha_t + sigma_t) / (a_tau + b_tau), and v = a' x_0_hat + b' eps_hat."""
 
-    def __init__(self, denoiser, path, flow: FlowPath | None = None, differentiable: bool = False):
+    def __init__(self, denoiser, path, flow: FlowPath | None = None):
         self.denoiser, self.path, self.flow = denoiser, path, flow or FlowPath()
-        self.differentiable = differentiable  # for the ODE likelihood (give it a differentiable
-        # denoiser too: ModelDenoiser(..., differentiable=True))
 
     def ddpm_time(self, tau: float) -> float:
         """The DDPM time with the same log-SNR as flow time ``tau`` (T at tau = 1)."""
@@ -163,10 +161,11 @@ class DenoiserVelocity:
         t0 = float(tau.flatten()[0])
         t = self.ddpm_time(t0)
         a, s = self.path.alpha_sigma(t)
-        with torch.set_grad_enabled(self.differentiable and torch.is_grad_enabled()):
-            x_t = x_tau * (a + s) / float(self.flow.a(t0) + self.flow.b(t0))
-            x0, eps = self.denoiser(x_t, t, y)
-            return self.flow.velocity(x0, eps, t0)
+        # differentiable in x_tau when the denoiser is (the ODE likelihood's divergence needs it:
+        # ModelDenoiser(..., differentiable=True)); a sampler's x_tau needs no graph, so none is built
+        x_t = x_tau * (a + s) / float(self.flow.a(t0) + self.flow.b(t0))
+        x0, eps = self.denoiser(x_t, t, y)
+        return self.flow.velocity(x0, eps, t0)
 
 
 def sample_flow_ode(
