@@ -167,6 +167,11 @@ class FlowConfig:
     path: str = "rectified"  # rectified: (1 - t) x_0 + t eps; ot: (1 - t) x_0 + (s + (1 - s) t) eps
     sigma_min: float = 1.0e-4  # ot only: the noise s left at the data end (Lipman et al.)
     ot_coupling: bool = False  # pair x_0 and eps within a batch by optimal transport
+    # how training draws t: uniform on [0, 1], or logit-normal (Esser et al. 2024, eq. 19):
+    # t = sigmoid(logit_mean + logit_std n), n ~ N(0, 1), which spends more steps near t = 1/2
+    time_sampling: str = "uniform"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
     reflow: str | None = None  # a finished flow run: train on its own noise -> data pairs
     reflow_pairs: int = 4000  # how many pairs to draw from that run
     reflow_steps: int = 50  # ODE steps (fm-rk4 is 4 calls each) used to draw them

@@ -254,7 +254,7 @@ def write_results(exp: Experiment, rows: list[dict], out_dir: Path, done: bool =
     ]
     if not done:
         lines += [f"**In progress: {len(rows)} of {len(exp.runs)} rows so far.**", ""]
-    grouped = any(r.get("group") for r in rows)
+    grouped = any(r.get("group") for r in rows) and all(r.get("x") is not None for r in rows)
     if grouped:
         lines += _pivot_tables(exp, rows, [k for k in keys if k.startswith(("fid", "class_acc"))])
         lines += ["All rows:", ""]
@@ -488,6 +488,7 @@ CUSTOM_MODULES = (
     "difusion.experiments.improved",
     "difusion.experiments.latent",
     "difusion.experiments.speedrun",
+    "difusion.experiments.ablation",
 )
 
 

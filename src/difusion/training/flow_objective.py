@@ -47,6 +47,20 @@ def ot_couple(x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     return eps[torch.as_tensor(cols, device=eps.device)]
 
 
+TIME_SAMPLINGS = ("uniform", "logit-normal")
+
+
+def sample_times(
+    n: int, generator: torch.Generator, kind: str = "uniform", mean: float = 0.0, std: float = 1.0
+) -> torch.Tensor:
+    """n training times in (0, 1): uniform, or logit-normal (Esser et al. 2024, eq. 19),
+    pi(t) = 1 / (std sqrt(2 pi)) 1 / (t (1 - t)) exp(-(logit(t) - mean)^2 / (2 std^2)),
+    drawn as t = sigmoid(mean + std n) with n ~ N(0, 1)."""
+    if kind == "uniform":
+        return torch.rand(n, generator=generator)
+    return torch.sigmoid(mean + std * torch.randn(n, generator=generator))
+
+
 def flow_matching_loss(
     model: torch.nn.Module,
     path: FlowPath,
@@ -89,6 +103,13 @@ class FlowObjective(Objective):
         f = cfg.flow
         if f.path not in FLOW_PATHS:
             raise ConfigError(f"flow.path must be one of {', '.join(FLOW_PATHS)}, got {f.path!r}")
+        if f.time_sampling not in TIME_SAMPLINGS:
+            raise ConfigError(
+                f"flow.time_sampling must be one of {', '.join(TIME_SAMPLINGS)}, "
+                f"got {f.time_sampling!r}"
+            )
+        if f.logit_std <= 0:
+            raise ConfigError(f"flow.logit_std must be positive, got {f.logit_std}")
         if not 0.0 <= f.sigma_min < 1.0:
             raise ConfigError(f"flow.sigma_min must be in [0, 1), got {f.sigma_min}")
         if f.reflow_solver not in FLOW_SOLVERS:
@@ -171,7 +192,9 @@ class FlowObjective(Objective):
             eps = torch.randn(x0.shape, generator=generator).to(x0.device)
             if self.cfg.flow.ot_coupling:
                 eps = ot_couple(x0, eps)
-        t = torch.rand(x0.shape[0], generator=generator).to(x0.device)
+        f = self.cfg.flow
+        t = sample_times(x0.shape[0], generator, f.time_sampling, f.logit_mean, f.logit_std)
+        t = t.to(x0.device)
         return flow_matching_loss(model, self.flow, x0, eps, t, y, autocast_dtype), {}
 
     def preview(self, model, out: Path, autocast_dtype) -> None:
@@ -205,6 +228,8 @@ class FlowObjective(Objective):
     def report_lines(self) -> list[str]:
         f = self.cfg.flow
         lines = [f"- {self.flow.describe()}, t = 0 data, t = 1 noise; network time input 1000 t"]
+        if f.time_sampling == "logit-normal":
+            lines.append(f"- t ~ logit-normal(mean {f.logit_mean:g}, std {f.logit_std:g})")
         if f.ot_coupling:
             lines.append("- mini-batch optimal-transport coupling of x_0 and eps")
         if f.reflow:
