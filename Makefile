@@ -1,7 +1,7 @@
 # The two commands of the README. Each one sets up from scratch if needed, then runs.
 .PHONY: demo test setup bench lint
 
-demo:  ## set up, then train a DDPM on Fashion-MNIST for 10 minutes and sample it
+demo:  ## set up, then train the default Fashion-MNIST model (flow matching) for 10 minutes, sample it
 	bash scripts/setup.sh
 	.venv/bin/difusion train fashion-mnist
 

@@ -80,7 +80,7 @@ def print_table(title: str, rows: list[dict], columns: list[tuple[str, str, str]
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="fashion-mnist")
+    ap.add_argument("--preset", default="ddpm-fmnist")
     ap.add_argument("--set", action="append", default=[], help="a config override KEY=VALUE")
     ap.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     ap.add_argument("--variants", nargs="+", choices=throughput.VARIANTS,
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
         256,
     )
     if args.tiny is not None:
-        preset = "digits" if args.preset == "fashion-mnist" else args.preset
+        preset = "digits" if args.preset == "ddpm-fmnist" else args.preset
         overrides = [*TINY, *overrides]
         repeats, s_batch, s_steps, s_repeats, mem_steps, mem_n = 1, 16, 4, 1, 5, 32
         if "throughput" in args.only:

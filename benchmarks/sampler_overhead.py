@@ -11,7 +11,7 @@ sampler's own cost is also measured directly: the same sampler driven by a *null
 returns zeros at once) spends all its time in the update arithmetic, the denoiser's conversions and
 the per-image noise. That time per call, divided by the bare forward pass, is the overhead.
 
-    python benchmarks/sampler_overhead.py                       # fashion-mnist, batch 64, 20 steps
+    python benchmarks/sampler_overhead.py                       # ddpm-fmnist, batch 64, 20 steps
     python benchmarks/sampler_overhead.py --batch 32 --repeats 5 --json out.json
 """
 
@@ -32,7 +32,7 @@ from difusion.training.precision import autocast_dtype
 
 
 def measure(
-    preset: str = "fashion-mnist",
+    preset: str = "ddpm-fmnist",
     batch: int = 64,
     steps: int = 20,
     repeats: int = 3,
@@ -115,7 +115,7 @@ def measure(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="fashion-mnist")
+    ap.add_argument("--preset", default="ddpm-fmnist")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)

@@ -4,7 +4,7 @@ Two measurements per precision, interleaved so machine noise hits both alike:
 - bare:  forward + backward + AdamW step of the network alone, on random data;
 - loop:  the real training loop (`difusion.training.loop.train`: data, EMA, logging, clipping).
 
-    python benchmarks/train_throughput.py                    # fashion-mnist preset, batch 64
+    python benchmarks/train_throughput.py                    # ddpm-fmnist preset, batch 64
     python benchmarks/train_throughput.py --preset digits --steps 40 --repeats 3
 """
 
@@ -56,7 +56,7 @@ def loop_rate(cfg, steps: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="fashion-mnist")
+    ap.add_argument("--preset", default="ddpm-fmnist")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=64)

@@ -55,6 +55,22 @@ def test_tiny_budget_produces_every_column(tmp_path):
     assert out["machine"]["torch"] and out["machine"]["cores"] >= 1
 
 
+def test_a_child_peak_is_its_own_not_its_parents():
+    """The memory section's peak belongs to the child alone: with 2 GiB held by this (parent)
+    process, a tiny sampling job must still report far less. getrusage's ru_maxrss fails this on
+    Linux (it carries the parent's peak across fork + exec)."""
+    import memory
+    import torch
+
+    held = torch.ones(2**29)  # 2 GiB, touched
+    job = memory.peak_rss(
+        "sample", "digits", ["model.base_channels=8", "model.channel_mult=[1]"],
+        n=4, steps=2, sampler="ddim",
+    )  # fmt: skip
+    assert held.sum() > 0
+    assert job["peak_mb"] < 1500, job
+
+
 @pytest.mark.slow  # timing: reliable only on a quiet machine (flaky under load, so not in CI)
 def test_overhead_detects_an_injected_slowdown(monkeypatch):
     """A sleep of a known length inside each training step (in the objective's batch drawing,

@@ -37,7 +37,7 @@ def _presets_help() -> str:
 
 
 @app.command(
-    short_help="Train a DDPM into a run folder (preset or config + key=value overrides).",
+    short_help="Train a model into a run folder (preset or config + key=value overrides).",
     epilog="Examples:\n\n"
     "  difusion train fashion-mnist --minutes 10\n\n"
     "  difusion train digits train.steps=500 model.base_channels=16\n\n"
@@ -49,7 +49,8 @@ def train(
     preset: Annotated[
         str | None,
         typer.Argument(
-            help="A preset (toy2d, digits, fashion-mnist, mnist) or a YAML config file."
+            help="A preset (fashion-mnist: the default, flow matching; ddpm-fmnist, digits, "
+            "toy2d, mnist, ...; an unknown name lists them all) or a YAML config file."
         ),
     ] = None,
     overrides: Annotated[

@@ -26,11 +26,11 @@ NFE = 20  # network evaluations per sample of every row but the sampler group's
 CHOICES: list[tuple] = [
     ("base", "flow matching, fm-fmnist as it is", BASE, [], "fm-euler", NFE),
     # what the network learns and how the loss weighs noise levels
-    ("objective", "DDPM, eps-prediction (fashion-mnist)", "fashion-mnist", [], "dpmpp-2m", NFE),
+    ("objective", "DDPM, eps-prediction (ddpm-fmnist)", "ddpm-fmnist", [], "dpmpp-2m", NFE),
     (
         "objective",
         "DDPM, v-prediction + min-SNR-5",
-        "fashion-mnist",
+        "ddpm-fmnist",
         ["diffusion.prediction=v", "diffusion.weighting=min-snr"],
         "dpmpp-2m",
         NFE,
@@ -56,13 +56,22 @@ CHOICES: list[tuple] = [
     ("network", "base channels 48 (3.8M)", BASE, ["model.base_channels=48"], "fm-euler", NFE),
     ("network", "no attention", BASE, ["model.attention_levels=[]"], "fm-euler", NFE),
     ("network", "1 residual block per level", BASE, ["model.num_res_blocks=1"], "fm-euler", NFE),
+    # the winners of the rows above together: the default preset
+    (
+        "combined",
+        "logit-normal t + 1 block + no attention (the fashion-mnist preset)",
+        "fashion-mnist",
+        [],
+        "fm-euler",
+        NFE,
+    ),
     # the base run, sampled other ways
     ("sampler", "fm-euler, 10 calls", BASE, [], "fm-euler", 10),
     ("sampler", "fm-euler, 40 calls", BASE, [], "fm-euler", 40),
     ("sampler", "fm-heun, 10 steps (19 calls)", BASE, [], "fm-heun", 10),
     ("sampler", "DPM-Solver++(2M) through the adapter, 20", BASE, [], "dpmpp-2m", NFE),
     ("sampler", "DDIM eta = 1 (stochastic) through the adapter, 20", BASE, [], "ddim", NFE, 1.0),
-    ("sampler", "DDPM run, DDIM eta = 1 (stochastic), 20", "fashion-mnist", [], "ddim", NFE, 1.0),
+    ("sampler", "DDPM run, DDIM eta = 1 (stochastic), 20", "ddpm-fmnist", [], "ddim", NFE, 1.0),
 ]
 
 # small: seconds of a tiny network, so the test can check every row's plumbing

@@ -58,7 +58,7 @@ def _experiment(name, budget, title, description, rows, notes="", x_label="") ->
         runs.append(
             RunSpec(
                 label,
-                "fashion-mnist",
+                "ddpm-fmnist",
                 [*net, *time_budget, *overrides],
                 run=_run_name(budget, overrides),
                 evaluation=spec_ev,
@@ -139,7 +139,7 @@ def sigma_steps(budget: str) -> Experiment:
                 variance=variance,
             )  # fmt: skip
             runs.append(
-                RunSpec(f"{variance} S={s}", "fashion-mnist", overrides, s,
+                RunSpec(f"{variance} S={s}", "ddpm-fmnist", overrides, s,
                         _run_name(budget, changes), variance, e)
             )  # fmt: skip
     return Experiment(
@@ -168,7 +168,7 @@ def min_snr(budget: str) -> Experiment:
                 runs.append(
                     RunSpec(
                         f"{pred} {weighting} {m} steps",
-                        "fashion-mnist",
+                        "ddpm-fmnist",
                         [
                             *net,
                             f"train.steps={m}",

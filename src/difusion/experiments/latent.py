@@ -2,7 +2,7 @@
 
     difusion experiment latent-vs-pixel --budget full
 
-The pixel row is the 10-minute run of the learning curve (`difusion train fashion-mnist`). The
+The pixel row is the 10-minute run of the learning curve (`difusion train ddpm-fmnist`). The
 latent row spends the same 10 minutes in all: 3 minutes on the first stage (`vae-fmnist-spatial`,
 28x28 -> 4x7x7) and 7 on a DDPM over its latents (`ldm-fmnist`). Both are sampled with
 DPM-Solver++(2M) in 20 steps and scored on the same number of samples; the sampling time gives
@@ -30,13 +30,13 @@ def _settings(budget: str):
               "autoencoder.iwae_k=2", "autoencoder.channels=[8,16]"]  # fmt: skip
         tiny = ["model.base_channels=8", "model.num_res_blocks=1", "model.attention_levels=[]",
                 "train.sample_every=0", "sample.n=8", "sample.steps=5"]  # fmt: skip
-        pixel = RunSpec("pixel DDPM", "fashion-mnist", [*tiny, "train.steps=20"],
+        pixel = RunSpec("pixel DDPM", "ddpm-fmnist", [*tiny, "train.steps=20"],
                         run="latent-vs-pixel-small/pixel")  # fmt: skip
         latent = [*tiny, "train.steps=20"]
         ev = EvalSpec(n=64, steps=10, sampler="dpmpp-2m", features=("domain",), n_reference=300)
         return ae, pixel, latent, ev
     if budget == "full":
-        pixel = RunSpec("pixel DDPM, 10 min", "fashion-mnist", [*_LC_FULL, "train.minutes=10"],
+        pixel = RunSpec("pixel DDPM, 10 min", "ddpm-fmnist", [*_LC_FULL, "train.minutes=10"],
                         run=_LC_10)  # fmt: skip
         ev = EvalSpec(n=2000, steps=20, sampler="dpmpp-2m", features=("domain", "inception"))
         return [], pixel, ["train.minutes=7"], ev

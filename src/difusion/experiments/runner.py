@@ -349,12 +349,12 @@ def learning_curve(budget: str) -> Experiment:
     else:
         raise DifusionError(f"unknown --budget {budget!r}; choose small or full")
     runs = [
-        RunSpec(f"{m:g}min", "fashion-mnist", [f"train.minutes={m}", *extra], x=m) for m in minutes
+        RunSpec(f"{m:g}min", "ddpm-fmnist", [f"train.minutes={m}", *extra], x=m) for m in minutes
     ]
     return Experiment(
         name="learning-curve" + ("-small" if budget == "small" else ""),
         title="Learning curve of the default Fashion-MNIST preset",
-        description="Each row is its own run of `difusion train fashion-mnist` with the given time "
+        description="Each row is its own run of `difusion train ddpm-fmnist` with the given time "
         "budget on a 2-core CPU, sampled with "
         + ("DPM-Solver++(2M) in 20 steps" if budget == "full" else "20 ancestral steps")
         + " and scored against the Fashion-MNIST test set.",
@@ -378,10 +378,10 @@ def sampler_table(budget: str) -> Experiment:
     """DDIM's Table 1 in miniature on one trained Fashion-MNIST model, plus DPM-Solver++(2M) and
     Heun at matching network evaluations."""
     if budget == "small":
-        run = RunSpec("", "fashion-mnist", _SMALL, run="sampler-table-small/model")
+        run = RunSpec("", "ddpm-fmnist", _SMALL, run="sampler-table-small/model")
         steps, etas, n, ref = [5, 10], [0.0, 1.0], 64, 500
     elif budget == "full":
-        run = RunSpec("", "fashion-mnist", _LC_FULL + ["train.minutes=10"], run=_LC_10)
+        run = RunSpec("", "ddpm-fmnist", _LC_FULL + ["train.minutes=10"], run=_LC_10)
         steps, etas, n, ref = [10, 20, 50, 100], [0.0, 0.2, 0.5, 1.0], 300, None
     else:
         raise DifusionError(f"unknown --budget {budget!r}; choose small or full")
