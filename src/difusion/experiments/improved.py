@@ -9,10 +9,8 @@ learned variances, and min-SNR weighting, each a small grid of Fashion-MNIST run
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from difusion.errors import DifusionError
-from difusion.experiments.runner import EvalSpec, Experiment, RunSpec, run_experiment
+from difusion.experiments.runner import EvalSpec, Experiment, RunSpec, as_custom
 
 # A smaller U-Net than the default preset, so a short budget trains it further; every row of an
 # experiment has the same network and the same number of optimizer steps (equal compute: the
@@ -259,21 +257,12 @@ def min_snr_seeds(budget: str) -> Experiment:
     return exp
 
 
-def _runner(recipe):
-    def run(
-        budget: str, runs_root: Path, results_root: Path, progress: bool = True, jobs: int = 1
-    ) -> Path:
-        return run_experiment(recipe(budget), runs_root, results_root, progress, jobs)
-
-    return run
-
-
 CUSTOM = {
-    "improved-losses": _runner(losses),
-    "improved-schedules": _runner(schedules),
-    "improved-sigma": _runner(sigma_steps),
-    "min-snr": _runner(min_snr),
-    "improved-losses-seeds": _runner(losses_seeds),
-    "improved-schedules-seeds": _runner(schedules_seeds),
-    "min-snr-seeds": _runner(min_snr_seeds),
+    "improved-losses": as_custom(losses),
+    "improved-schedules": as_custom(schedules),
+    "improved-sigma": as_custom(sigma_steps),
+    "min-snr": as_custom(min_snr),
+    "improved-losses-seeds": as_custom(losses_seeds),
+    "improved-schedules-seeds": as_custom(schedules_seeds),
+    "min-snr-seeds": as_custom(min_snr_seeds),
 }

@@ -59,6 +59,18 @@ class Experiment:
 Recipe = Callable[[str], Experiment]  # budget -> experiment
 
 
+def as_custom(recipe: Recipe) -> Callable[..., Path]:
+    """A recipe as a chapter module's CUSTOM entry: (budget, runs_root, results_root, progress,
+    jobs) -> results page."""
+
+    def run(
+        budget: str, runs_root: Path, results_root: Path, progress: bool = True, jobs: int = 1
+    ) -> Path:
+        return run_experiment(recipe(budget), runs_root, results_root, progress, jobs)
+
+    return run
+
+
 def machine() -> str:
     """Where an experiment ran, for its page: the GPU's name, else the CPU core count."""
     import os
