@@ -11,7 +11,9 @@ sample set is scored by FID on Inception-v3 features and on the Fashion-MNIST cl
 as there are samples, scored the same way (a 2,000-image FID of real data is far from 0).
 
     difusion experiment speedrun --budget small   # seconds per run, 64 samples, domain FID only
-    difusion experiment speedrun --budget 10min   # the 10-minute rows of full alone (~50 min)
+    difusion experiment speedrun --budget 10min   # the 10-minute rows of full alone (~95 min)
+    difusion experiment speedrun --budget curve   # 5 and 20 min: the default recipe and the
+                                                  # baseline's DPM-Solver only (~100 min)
     difusion experiment speedrun --budget full    # 5/10/20 min, 2000 samples (hours, see docs)
 """
 
@@ -44,9 +46,8 @@ class Budget:
     ddpm_steps: int = 1000  # DDPMPipeline's default
     # budgets sampled with the 1000-step pipeline (None: all); it costs 50x the NFE of the others
     ddpm_minutes: tuple[float, ...] | None = None
-    # also train the fm-fmnist preset (flow matching, same U-Net) and sample it with fm-euler,
-    # and the default fashion-mnist preset (the ablation's recipe) with its own sampler
-    flow: bool = False
+    # our recipes trained at each budget (defined below: the DDPM, fm-fmnist, the default)
+    recipes: tuple[str, ...] = ("ddpm",)
     # the baseline's samplers (None: all four); on 2 cores each 20-call set of 2,000 images of its
     # 17.6M-parameter UNet takes about 17 minutes, DDIM's 50 calls about 40
     baseline_kinds: tuple[str, ...] | None = None
@@ -78,7 +79,7 @@ BUDGETS = {
         ours=_SAMPLE,
         widths=(128, 128, 256),
         ddpm_minutes=(10.0,),
-        flow=True,
+        recipes=("ddpm", "flow", "default"),
     ),
     # the 10-minute budget alone (about an hour here): full's runs and page, with the baseline
     # sampled by its own DPM-Solver at ours' 20 calls only (its 1000-step DDPM pipeline would take
@@ -91,8 +92,21 @@ BUDGETS = {
         ours=_SAMPLE,
         widths=(128, 128, 256),
         ddpm_minutes=(),
-        flow=True,
+        recipes=("ddpm", "flow", "default"),
         baseline_kinds=("dpm-solver",),  # its fastest sampler at ours' 20 calls
+    ),
+    # the curve around 10min: 5 and 20 minutes of the default recipe against the baseline (its
+    # DPM-Solver at 20 calls), 2,000 samples each, for FID against minutes and the grids
+    "curve": Budget(
+        minutes=[5.0, 20.0],
+        n=2000,
+        features=("inception", "domain"),
+        n_reference=None,
+        ours=_SAMPLE,
+        widths=(128, 128, 256),
+        ddpm_minutes=(),
+        recipes=("default",),
+        baseline_kinds=("dpm-solver",),
     ),
 }
 
@@ -146,6 +160,7 @@ def _cached_samples(folder: Path, draw) -> tuple[torch.Tensor, float]:
 DDPM = ("ours", "ddpm-fmnist", "dpmpp-2m", "ours (dpmpp-2m)")
 FLOW = ("ours-flow", "fm-fmnist", "fm-euler", "ours, flow matching (fm-euler)")
 DEFAULT = ("ours-default", "fashion-mnist", "fm-euler", "ours, the default recipe (fashion-mnist)")
+RECIPES = {"ddpm": DDPM, "flow": FLOW, "default": DEFAULT}
 
 
 def _ours(m: float, b: Budget, root: Path, progress: bool, device, recipe=DDPM) -> dict:
@@ -244,19 +259,18 @@ def speedrun(budget: str, runs_root: Path, results_root: Path, progress: bool = 
     from difusion.training.distributed import default_device
 
     if budget not in BUDGETS:
-        raise DifusionError(f"unknown --budget {budget!r}; choose small, 10min or full")
+        raise DifusionError(f"unknown --budget {budget!r}; choose one of {', '.join(BUDGETS)}")
     b = BUDGETS[budget]
-    name = "speedrun" + ("-small" if budget == "small" else "")
+    name = "speedrun" + ("" if budget in ("10min", "full") else f"-{budget}")
     root = Path(runs_root) / name
     device = default_device()
     floor = _floor(b, root, progress, device)
     rows = []
     for m in b.minutes:
-        rows.append(_ours(m, b, root, progress, device))
-        rows += _baseline(m, b, root, progress, device)
-        if b.flow:
-            rows.append(_ours(m, b, root, progress, device, FLOW))
-            rows.append(_ours(m, b, root, progress, device, DEFAULT))
+        for i, key in enumerate(b.recipes):
+            rows.append(_ours(m, b, root, progress, device, RECIPES[key]))
+            if i == 0:  # the baseline right after our first recipe, as the runs always went
+                rows += _baseline(m, b, root, progress, device)
     rows += [floor | {"x": m, "group": "real data (floor)"} for m in b.minutes]
     ratio = [
         f"- {r['x']:g} min, {r['group']}: {r[f'fid_{f}'] / floor[f'fid_{f}']:.2f} x the floor ({f})"
@@ -271,10 +285,9 @@ def speedrun(budget: str, runs_root: Path, results_root: Path, progress: bool = 
         DDPM[3]: "ours",
         f"baseline, diffusers DPM-Solver {b.nfe}": "diffusers, its DPM-Solver",
         f"baseline, ours dpmpp-2m {b.nfe}": "diffusers' UNet, our sampler",
+        FLOW[3]: "ours, flow matching",
+        DEFAULT[3]: "ours, the default recipe",
     }
-    if b.flow:
-        shown[FLOW[3]] = "ours, flow matching"
-        shown[DEFAULT[3]] = "ours, the default recipe"
     shown = {g: v for g, v in shown.items() if any(r["group"] == g for r in rows)}
     grids += ["| minutes | " + " | ".join(shown.values()) + " |", "|---" * (len(shown) + 1) + "|"]
     for m in b.minutes:
@@ -290,8 +303,8 @@ def speedrun(budget: str, runs_root: Path, results_root: Path, progress: bool = 
         name=name,
         title="The CPU speedrun: Fashion-MNIST FID against training minutes, ours and diffusers'",
         description=(
-            f"Each budget trains ours (the ddpm-fmnist preset) and diffusers' unconditional "
-            f"example recipe for the same wall-clock minutes, then draws {b.n} samples (seeds "
+            f"Each budget trains ours ({', '.join(RECIPES[k][1] for k in b.recipes)}) and "
+            "diffusers' unconditional example recipe for the same wall-clock minutes, then draws {b.n} samples (seeds "
             f"0..{b.n - 1}) per sampler; FID against the Fashion-MNIST test set "
             f"({b.n_reference or 'all 10,000'} images). The floor row is {b.n} real training "
             "images scored the same way."
