@@ -126,3 +126,37 @@ def test_small_speedrun_scores_every_row_and_real_data_beats_seconds_of_training
     assert all(r["fid_domain"] > floor for r in models), (floor, models)
     assert all(r["sampling_s"] > 0 for r in models)
     assert "x the floor" in page.read_text()
+
+
+@pytest.mark.slow
+def test_speedrun_grid_only_baseline_stays_out_of_the_tables_but_in_its_column(
+    tmp_path, monkeypatch
+):
+    """A budget whose baseline is drawn for the grid only (``baseline_fid_minutes``): no baseline
+    row at that budget in results.json, and each grid cell sits under its own group's header."""
+    pytest.importorskip("diffusers")
+    import dataclasses
+
+    from difusion.experiments import speedrun as sr
+
+    small = dataclasses.replace(
+        sr.BUDGETS["small"],
+        recipes=("default",),  # trained before the baseline, its column comes after it
+        baseline_kinds=("dpm-solver",),
+        baseline_fid_minutes=(0.1,),
+    )
+    monkeypatch.setitem(sr.BUDGETS, "small", small)
+    page = sr.speedrun("small", tmp_path / "runs", tmp_path / "results", progress=False)
+    rows = json.loads((page.parent / "results.json").read_text())
+    baseline = [r for r in rows if r["group"].startswith("baseline")]
+    assert [r["x"] for r in baseline] == [0.1]  # scored at 0.1 only
+    grid = [line for line in page.read_text().splitlines() if line.startswith("| minutes")]
+    header = [c.strip() for c in grid[0].strip("|").split("|")]
+    text = page.read_text().splitlines()
+    start = text.index(grid[0])
+    for line in text[start + 2 : start + 2 + len(small.minutes)]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert len(cells) == len(header)
+        for name, cell in zip(header[1:], cells[1:], strict=True):
+            assert ("diffusers" in cell) == name.startswith("diffusers"), (name, cell)
+    assert "grid only, not scored" in text[start + 2]  # the 0.05-minute baseline
