@@ -52,11 +52,15 @@ class Budget:
     # 17.6M-parameter UNet takes about 17 minutes, DDIM's 50 calls about 40
     baseline_kinds: tuple[str, ...] | None = None
     # budgets whose baseline is scored on n samples (None: all); at the others it is trained and
-    # drawn only for its grid (64 samples), since each scored set costs it ~20 minutes here
+    # drawn only for its grid (64 samples), since each scored set costs it 17-40 minutes on 2 cores
     baseline_fid_minutes: tuple[float, ...] | None = None
 
 
 _SAMPLE = ["sample.sampler=dpmpp-2m", "sample.steps=20", "train.sample_every=0"]
+# what the real budgets share: 2,000 samples on both feature networks against all test images,
+# and the baseline's UNet at the example's first three widths
+_REAL = dict(n=2000, features=("inception", "domain"), n_reference=None, ours=_SAMPLE,
+             widths=(128, 128, 256))  # fmt: skip
 BUDGETS = {
     "small": Budget(
         minutes=[0.05, 0.1],
@@ -76,24 +80,16 @@ BUDGETS = {
     ),
     "full": Budget(
         minutes=[5.0, 10.0, 20.0],
-        n=2000,
-        features=("inception", "domain"),
-        n_reference=None,
-        ours=_SAMPLE,
-        widths=(128, 128, 256),
+        **_REAL,
         ddpm_minutes=(10.0,),
         recipes=("ddpm", "flow", "default"),
     ),
-    # the 10-minute budget alone (about an hour here): full's runs and page, with the baseline
+    # the 10-minute budget alone (about 95 minutes here): full's runs and page, with the baseline
     # sampled by its own DPM-Solver at ours' 20 calls only (its 1000-step DDPM pipeline would take
     # hours, its 50-step DDIM about 40 minutes on 2 cores)
     "10min": Budget(
         minutes=[10.0],
-        n=2000,
-        features=("inception", "domain"),
-        n_reference=None,
-        ours=_SAMPLE,
-        widths=(128, 128, 256),
+        **_REAL,
         ddpm_minutes=(),
         recipes=("ddpm", "flow", "default"),
         baseline_kinds=("dpm-solver",),  # its fastest sampler at ours' 20 calls
@@ -104,11 +100,7 @@ BUDGETS = {
     # here, so its FID is the 10min budget's
     "curve": Budget(
         minutes=[5.0, 10.0, 20.0],
-        n=2000,
-        features=("inception", "domain"),
-        n_reference=None,
-        ours=_SAMPLE,
-        widths=(128, 128, 256),
+        **_REAL,
         ddpm_minutes=(),
         recipes=("default",),
         baseline_kinds=("dpm-solver",),
@@ -312,8 +304,8 @@ def speedrun(budget: str, runs_root: Path, results_root: Path, progress: bool = 
             folder = Path(r["samples"]).parent
             png = f"grid-{Path(r['run']).name}-{folder.name}.png"
             shutil.copyfile(folder / "grid.png", out_dir / png)
-            scored = "" if f"fid_{b.features[0]}" in r else " (grid only, not scored)"
-            cells.append(f"![{r['label']}, {r['sampler']}]({png}){scored}")
+            unscored = " (grid only, not scored)" if r in grid_only else ""
+            cells.append(f"![{r['label']}, {r['sampler']}]({png}){unscored}")
         grids.append(f"| {m:g} | " + " | ".join(cells) + " |")
     exp = Experiment(
         name=name,
