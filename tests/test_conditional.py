@@ -35,6 +35,14 @@ def test_sample_a_class_with_guidance(tmp_path):
     assert proc.returncode == 0, proc.stderr
     with np.load(tmp_path / "g" / "samples.npz") as f:
         assert f["labels"].tolist() == [k for k in range(10) for _ in range(2)]
+    # Guidance on an interval of noise fractions: recorded in the folder name, checked on input.
+    proc = difusion("sample", str(run), "--n", "4", "--steps", "3", "--guidance", "1",
+                    "--guidance-interval", "0.3,0.8", "--quiet")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (run / "samples-seed0-n4-steps3-w1-i0.3-0.8" / "samples.npz").exists()
+    assert_one_line_error(
+        difusion("sample", str(run), "--guidance", "1", "--guidance-interval", "0.8,0.3"), "lo < hi"
+    )
     assert_one_line_error(difusion("sample", str(run), "--class", "12", "--quiet"), "0..9")
     assert_one_line_error(difusion("sample", str(run), "--sampler", "plms"), "dpmpp-2m")
 

@@ -288,6 +288,93 @@ def test_guidance_rescale_keeps_the_conditional_std():
     assert torch.allclose(x0_r.std(dim=1), x0_c.std(dim=1))
 
 
+class CountingDenoiser:
+    """A denoiser that records the batch size of every call (guidance doubles it)."""
+
+    def __init__(self, denoiser):
+        self.denoiser, self.null_label, self.batches = denoiser, denoiser.null_label, []
+
+    def __call__(self, x, t, y=None):
+        self.batches.append(x.shape[0])
+        return self.denoiser(x, t, y)
+
+
+def test_guidance_interval_guides_inside_it_and_is_conditional_outside():
+    """Kynkaanniemi et al. 2024: eq. 6 where lo <= sigma / (alpha + sigma) <= hi, else the plain
+    conditional prediction from one network call instead of two."""
+    mix = two_classes()
+    path = DDPMPath.from_schedule("cosine", 1000)
+    cond = CountingDenoiser(LabelledMixtureDenoiser(mix, path))
+    x = torch.randn(8, 2, dtype=torch.float64)
+    y = torch.tensor([0, 1] * 4)
+    full = GuidedDenoiser(cond, path, 2.0, cond.null_label)
+    limited = GuidedDenoiser(cond, path, 2.0, cond.null_label, interval=(0.3, 0.8))
+    seen = set()
+    for t in (20, 200, 400, 600, 800, 990):
+        alpha, sigma = path.alpha_sigma(t)
+        tau = sigma / (alpha + sigma)
+        inside = 0.3 <= tau <= 0.8
+        seen.add(inside)
+        cond.batches.clear()
+        x0, eps = limited(x, t, y)
+        assert cond.batches == [16 if inside else 8]
+        want = full(x, t, y) if inside else cond(x, t, y)
+        assert torch.equal(x0, want[0]) and torch.equal(eps, want[1])
+    assert seen == {True, False}  # both branches were exercised
+
+
+def test_guidance_interval_guides_part_of_the_way():
+    """Sampled with guidance on an interval, class 1 moves from class 0 by less than with guidance
+    everywhere and more than without; an interval no step falls in is plain conditional sampling."""
+    mix = two_classes()
+    path = DDPMPath.from_schedule("cosine", 1000)
+    cond = LabelledMixtureDenoiser(mix, path)
+    x_T = torch.randn(4000, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    y = torch.ones(4000, dtype=torch.long)
+    ts = ddim_timesteps(1000, 50)
+
+    def mean_x(w, interval=(0.0, 1.0)):
+        den = GuidedDenoiser(cond, path, w, cond.null_label, interval=interval)
+        return sample_ddim(den, path, x_T, ts, y=y)[:, 0]
+
+    plain, full, part = mean_x(0.0), mean_x(3.0), mean_x(3.0, (0.3, 0.8))
+    assert plain.mean() + 0.05 < part.mean() < full.mean() - 0.05
+    # no step of the 50 has a noise fraction under 1e-4: nothing is guided
+    assert torch.equal(mean_x(3.0, (0.0, 1e-4)), plain)
+
+
+def test_guided_velocity_interval_is_the_flow_time():
+    """On the rectified path the noise fraction is t itself: guided for lo <= t <= hi only."""
+    from difusion.sampling.flow_sample import GuidedVelocity
+
+    calls = []
+
+    def velocity(x, t, y):
+        calls.append(x.shape[0])
+        return x + (y == 2).double()[:, None]  # the null label 2 shifts the field by 1
+
+    x = torch.zeros(3, 2, dtype=torch.float64)
+    y = torch.tensor([0, 1, 0])
+    guided = GuidedVelocity(velocity, 1.5, 2, interval=(0.25, 0.5))
+    for t, inside in ((0.1, False), (0.25, True), (0.4, True), (0.6, False)):
+        calls.clear()
+        v = guided(x, torch.full((3,), t, dtype=torch.float64), y)
+        # v_c = 0, v_u = 1: (1 + w) v_c - w v_u = -1.5 inside, v_c = 0 outside
+        assert torch.equal(v, torch.full_like(x, -1.5 if inside else 0.0))
+        assert calls == [6 if inside else 3]
+
+
+def test_guidance_interval_errors_say_how_to_write_it():
+    from difusion.sampling.guidance import check_interval, parse_interval
+
+    assert parse_interval(" 0.3, 0.8") == [0.3, 0.8]
+    for bad in ("0.8,0.3", "0.3", "a,b", "-0.1,0.5", "0.2,1.5"):
+        with pytest.raises(ConfigError, match="LO,HI|lo < hi"):
+            parse_interval(bad)
+    with pytest.raises(ConfigError, match="two numbers"):
+        check_interval(0.5)
+
+
 # -- inversion and interpolation --------------------------------------------------------------------
 
 

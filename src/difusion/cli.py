@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from difusion.errors import DifusionError
+from difusion.sampling.guidance import INTERVAL_HELP, interval_suffix, parse_interval
 from difusion.sampling.samplers import SAMPLER_HELP, check_sampler, timesteps_for
 
 app = typer.Typer(
@@ -187,6 +188,13 @@ def sample(
         float | None,
         typer.Option(help="Guidance rescale phi of Lin et al. 2023 (0.7 there; 0 = off)."),
     ] = None,
+    interval: Annotated[
+        str | None,
+        typer.Option(
+            "--guidance-interval",
+            help=INTERVAL_HELP + " (default: the run's sample.guidance_interval).",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Draw samples from a trained run with any sampler, optionally guided toward a class.
@@ -214,6 +222,8 @@ def sample(
     sc.eta = eta if eta is not None else sc.eta
     sc.guidance = guidance if guidance is not None else sc.guidance
     sc.guidance_rescale = rescale if rescale is not None else sc.guidance_rescale
+    if interval is not None:
+        sc.guidance_interval = parse_interval(interval)
     validate(cfg)
     n = n or sc.n
     if n <= 0 or (steps is not None and steps <= 0):
@@ -223,6 +233,7 @@ def sample(
     suffix += f"-eta{sc.eta:g}" if sc.sampler == "ddim" else ""
     suffix += "" if class_id is None else f"-class{class_id}"
     suffix += f"-w{sc.guidance:g}" if sc.guidance else ""
+    suffix += interval_suffix(sc.guidance, sc.guidance_interval)
     out = out or run_dir / f"samples-seed{seed}-n{n}{suffix}"
     # 2-D samples are drawn over the training data, so load it (it is generated, so cheap).
     points = build_dataset(cfg).data if len(run.shape) == 1 else None
@@ -301,6 +312,10 @@ def eval_(
     guidance: Annotated[
         float | None,
         typer.Option(help="Guidance w for class-conditional runs (default: the run's)."),
+    ] = None,
+    interval: Annotated[
+        str | None,
+        typer.Option("--guidance-interval", help=INTERVAL_HELP + " (default: the run's)."),
     ] = None,
     n_ref: Annotated[
         int | None, typer.Option(help="Reference images to use (default: all).")
@@ -394,6 +409,7 @@ def eval_(
             sampler=sampler,
             eta=eta,
             guidance=guidance,
+            guidance_interval=None if interval is None else parse_interval(interval),
         )
         folder = samples_path.parent
         from difusion.data.latents import image_dataset_of
@@ -405,6 +421,7 @@ def eval_(
             sampler=sampler + (f" (eta {eta:g})" if sampler == "ddim" else ""),
             sampling_steps=len(timesteps_for(sampler, run.path, steps)) - 1,
             guidance=run.config.sample.guidance if guidance is None else guidance,
+            guidance_interval=list(run.config.sample.guidance_interval),
         )
         out = out or folder / f"eval-{features}.json"
     elif target.is_file():

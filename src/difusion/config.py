@@ -96,6 +96,9 @@ class SampleConfig:
     eta: float = 0.0  # ddim only: 0 deterministic, 1 DDPM-like
     guidance: float = 0.0  # class-conditional only: w in eps = (1 + w) eps_c - w eps_u
     guidance_rescale: float = 0.0  # phi of Lin et al. 2023 (0.7 in the paper); 0 = off
+    # guide only where the noise fraction sigma / (alpha + sigma) lies in [lo, hi] (Kynkaanniemi
+    # et al. 2024); [0, 1] = every step
+    guidance_interval: list[float] = field(default_factory=lambda: [0.0, 1.0])
 
 
 @dataclass
@@ -370,6 +373,9 @@ def validate(cfg: Config) -> None:
         )
     if cfg.sample.guidance < 0 or not 0.0 <= cfg.sample.guidance_rescale <= 1.0:
         raise ConfigError("sample.guidance must be >= 0 and sample.guidance_rescale in [0, 1]")
+    from difusion.sampling.guidance import check_interval
+
+    check_interval(cfg.sample.guidance_interval)
     if not 0.0 <= cfg.sample.eta <= 1.0:
         raise ConfigError(f"sample.eta must be in [0, 1], got {cfg.sample.eta}")
     if not 0.0 <= cfg.train.ema_decay < 1.0:

@@ -56,6 +56,7 @@ def draw_samples(
     spacing: str = "trailing",
     guidance: float = 0.0,
     guidance_rescale: float = 0.0,
+    guidance_interval: tuple[float, float] = (0.0, 1.0),
     learn_sigma: bool = False,
     decode=None,
 ) -> Samples:
@@ -64,7 +65,8 @@ def draw_samples(
     ``sampler`` names one of ``difusion.sampling.SAMPLERS`` (ddpm: Algorithm 2 of Ho et al. with
     ``steps`` respaced evenly; ddim: Song et al. eq. 12 with ``eta`` on a ``spacing`` grid; dpmpp-2m;
     euler and heun on the Karras grid). With ``labels`` and ``guidance`` w > 0 the denoiser is
-    guided: eps = (1 + w) eps_c - w eps_u (Ho & Salimans eq. 6). ``trajectory`` > 0 records that
+    guided: eps = (1 + w) eps_c - w eps_u (Ho & Salimans eq. 6), at the noise fractions inside
+    ``guidance_interval`` (Kynkaanniemi et al. 2024; default: all). ``trajectory`` > 0 records that
     many frames of the first batch's reverse process (x_t beside the x_0 estimate for images, the
     point cloud for 2-D data). ``decode`` maps latents to images (latent diffusion): the samples and
     the frames are decoded.
@@ -85,7 +87,13 @@ def draw_samples(
         if labels is None or null is None:
             raise ConfigError("guidance needs a class-conditional model (model.class_conditional)")
         denoiser = GuidedDenoiser(
-            denoiser, path, guidance, null, rescale=guidance_rescale, clip_x0=clip_x0 and images
+            denoiser,
+            path,
+            guidance,
+            null,
+            rescale=guidance_rescale,
+            clip_x0=clip_x0 and images,
+            interval=guidance_interval,
         )
     ts = timesteps_for(sampler, path, steps, spacing)
     seeds = seeds_for(n, seed)
@@ -257,6 +265,7 @@ def sample_run(
         eta=sc.eta if eta is None else eta,
         guidance=sc.guidance if guidance is None else guidance,
         guidance_rescale=sc.guidance_rescale if guidance_rescale is None else guidance_rescale,
+        guidance_interval=tuple(sc.guidance_interval),
         learn_sigma=cfg.diffusion.learn_sigma,
         decode=latent_decoder(cfg, device),
     )

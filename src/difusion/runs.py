@@ -12,6 +12,7 @@ from difusion.build import build_network, build_path
 from difusion.config import Config
 from difusion.diffusion import DDPMPath
 from difusion.errors import CheckpointError
+from difusion.sampling.guidance import interval_suffix
 from difusion.training.checkpoint import load_checkpoint, load_module
 from difusion.training.loop import CHECKPOINT, load_run_config
 
@@ -113,12 +114,14 @@ def samples_for_eval(
     eta: float = 0.0,
     guidance: float | None = None,
     variance: str | None = None,
+    guidance_interval: list[float] | None = None,
 ) -> tuple[Path, TrainedRun]:
     """RUN_DIR/eval-seedS-nN[-stepsK][-SAMPLER[-etaE]][-wG]/samples.npz, drawn once and reused.
 
     Evaluation fixes the sampler (default: ancestral DDPM) rather than taking the run's own
     ``sample.sampler``, so a number's folder name says how it was drawn. ``guidance`` None takes
-    the run's ``sample.guidance``; ``variance`` None the run's ``diffusion.variance`` (ddpm only).
+    the run's ``sample.guidance``, ``guidance_interval`` None its ``sample.guidance_interval``;
+    ``variance`` None the run's ``diffusion.variance`` (ddpm only).
     The wall time of the drawing is kept beside the samples in ``sampling_seconds.txt``."""
     run = load_run(run_dir, device)
     if len(run.shape) != 3:
@@ -128,8 +131,11 @@ def samples_for_eval(
         suffix += f"-{sampler}" + (f"-eta{eta:g}" if sampler == "ddim" else "")
     if guidance is None:
         guidance = run.config.sample.guidance
+    if guidance_interval is not None:
+        run.config.sample.guidance_interval = list(guidance_interval)
     if guidance:
         suffix += f"-w{guidance:g}"
+        suffix += interval_suffix(guidance, run.config.sample.guidance_interval)
     if variance is not None and sampler == "ddpm":
         run.config.diffusion.variance = variance
         suffix += f"-{variance}"

@@ -8,7 +8,8 @@ an ``objective: flow`` run.
   (``flow_ode.VelocityDenoiser``), then the sampler unchanged.
 
 Classifier-free guidance is applied to the velocity, v = (1 + w) v_c - w v_u (Ho & Salimans eq. 6
-is linear in the prediction, and at a fixed time x_0, eps and v are linear in each other).
+is linear in the prediction, and at a fixed time x_0, eps and v are linear in each other), at every
+step or only on an interval of noise fractions (``sampling.guidance``, Kynkaanniemi et al. 2024).
 """
 
 from __future__ import annotations
@@ -24,19 +25,37 @@ from difusion.config import Config
 from difusion.diffusion.flow import FlowPath
 from difusion.errors import ConfigError
 from difusion.sampling.flow_ode import NetworkVelocity, VelocityDenoiser, flow_times, solve_flow
+from difusion.sampling.guidance import check_interval, guides_at
 from difusion.sampling.noise import PerImageNoise, seeds_for
 from difusion.sampling.samplers import DEFAULT_STEPS, check_sampler, run_sampler, timesteps_for
 
 
 class GuidedVelocity:
-    """v = (1 + w) v(x, t, y) - w v(x, t, null): classifier-free guidance on a velocity field."""
+    """v = (1 + w) v(x, t, y) - w v(x, t, null): classifier-free guidance on a velocity field.
 
-    def __init__(self, velocity, w: float, null_label: int):
+    With ``interval`` (lo, hi) of noise fractions tau = b_t / (a_t + b_t) (t itself on the
+    rectified path; ``flow`` gives a_t, b_t), steps outside it use v(x, t, y) alone: one network
+    call instead of two (Kynkaanniemi et al. 2024)."""
+
+    def __init__(
+        self,
+        velocity,
+        w: float,
+        null_label: int,
+        interval: tuple[float, float] = (0.0, 1.0),
+        flow: FlowPath | None = None,
+    ):
         self.velocity, self.w, self.null_label = velocity, float(w), null_label
+        self.interval, self.flow = check_interval(interval), flow or FlowPath()
 
     def __call__(self, x, t, y=None):
         if y is None:
             return self.velocity(x, t, None)
+        if self.interval != (0.0, 1.0):
+            t0 = float(t.flatten()[0]) if torch.is_tensor(t) else float(t)
+            a, b = float(self.flow.a(t0)), float(self.flow.b(t0))
+            if not guides_at(b / (a + b), self.interval):
+                return self.velocity(x, t, y)
         null = torch.full_like(y, self.null_label)
         both = self.velocity(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))
         v_c, v_u = both.chunk(2)
@@ -59,6 +78,7 @@ def draw_flow_samples(
     clip_x0: bool = True,
     labels: torch.Tensor | None = None,
     guidance: float = 0.0,
+    guidance_interval: tuple[float, float] = (0.0, 1.0),
     batch_size: int = 256,
     autocast_dtype: torch.dtype | None = None,
     device: torch.device | str = "cpu",
@@ -77,7 +97,7 @@ def draw_flow_samples(
         null = getattr(network, "num_classes", None)
         if labels is None or null is None:
             raise ConfigError("guidance needs a class-conditional model (model.class_conditional)")
-        velocity = GuidedVelocity(velocity, guidance, null)
+        velocity = GuidedVelocity(velocity, guidance, null, guidance_interval, flow)
     native = sampler.startswith("fm-")
     if native:
         ts = flow_times(steps or DEFAULT_STEPS[sampler])
@@ -173,6 +193,7 @@ def sample_flow_run(
         clip_x0=cfg.diffusion.clip_x0,
         labels=labels,
         guidance=sc.guidance if guidance is None else guidance,
+        guidance_interval=tuple(sc.guidance_interval),
         batch_size=sc.batch_size,
         autocast_dtype=amp,
         device=device,
