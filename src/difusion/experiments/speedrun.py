@@ -161,6 +161,20 @@ DEFAULT = ("ours-default", "fashion-mnist", "fm-euler", "ours, the default recip
 RECIPES = {"ddpm": DDPM, "flow": FLOW, "default": DEFAULT}
 
 
+def _sampler_label(sampler: str, steps: int | None, sc) -> str:
+    """``ours fm-euler 20``, or with guidance ``ours fm-euler 16, w 2 on tau in [0.3, 0.8], 24
+    calls`` (a guided step costs two network calls)."""
+    from difusion.sampling.flow_ode import flow_times
+    from difusion.sampling.guidance import guides_at
+
+    steps = steps or sc.steps
+    if not sc.guidance or not sampler.startswith("fm-euler"):
+        return f"ours {sampler} {steps}"
+    lo, hi = sc.guidance_interval
+    calls = steps + sum(guides_at(t, (lo, hi)) for t in flow_times(steps)[:-1])
+    return f"ours {sampler} {steps}, w {sc.guidance:g} on tau in [{lo:g}, {hi:g}], {calls} calls"
+
+
 def _ours(m: float, b: Budget, root: Path, progress: bool, device, recipe=DDPM) -> dict:
     """Train (or reuse, or resume) one of our presets for m minutes, draw b.n samples with its
     sampler at b.nfe network calls, and score them."""
@@ -171,15 +185,21 @@ def _ours(m: float, b: Budget, root: Path, progress: bool, device, recipe=DDPM) 
     run_dir = root / f"{prefix}-{m:g}min"
     overrides = b.ours if recipe == DDPM else ["train.sample_every=0"]
     train_or_resume(preset, [*overrides, f"train.minutes={m}"], run_dir, progress)
-    samples, _ = samples_for_eval(
-        run_dir, n=b.n, steps=b.nfe, sampler=sampler, device=device, progress=progress
+    # the default samples as its preset says (its steps, guidance and interval); the others at b.nfe
+    steps = None if recipe == DEFAULT else b.nfe
+    samples, run = samples_for_eval(
+        run_dir, n=b.n, steps=steps, sampler=sampler, device=device, progress=progress
     )
-    images, _, _ = load_samples(samples)
+    images, labels, _ = load_samples(samples)
     if not (samples.parent / "grid.png").exists():
-        save_grid(images[:64], samples.parent / "grid.png", nrow=8)
+        if labels is None:
+            save_grid(images[:64], samples.parent / "grid.png", nrow=8)
+        else:  # one class per row, the first 10 samples of each
+            pick = torch.cat([torch.nonzero(labels == k)[:10, 0] for k in labels.unique()])
+            save_grid(images[pick], samples.parent / "grid.png", nrow=10)
     report = (run_dir / "report.md").read_text().splitlines()
     row = {"label": f"{prefix.replace('-', ' ')} {m:g} min", "x": m, "group": group}
-    row |= {"run": str(run_dir), "sampler": f"ours {sampler} {b.nfe}"}
+    row |= {"run": str(run_dir), "sampler": _sampler_label(sampler, steps, run.config.sample)}
     row["sampling_s"] = float((samples.parent / "sampling_seconds.txt").read_text())
     row["samples"] = str(samples)
     row["train_report"] = report[3] if len(report) > 3 else ""
