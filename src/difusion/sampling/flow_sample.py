@@ -9,7 +9,7 @@ an ``objective: flow`` run.
 
 Classifier-free guidance is applied to the velocity, v = (1 + w) v_c - w v_u (Ho & Salimans eq. 6
 is linear in the prediction, and at a fixed time x_0, eps and v are linear in each other), at every
-step or only on an interval of noise fractions (``sampling.guidance``, Kynkaanniemi et al. 2024).
+step or only on an interval of noise fractions (``sampling/guidance.py``, Kynkaanniemi et al. 2024).
 """
 
 from __future__ import annotations
