@@ -160,3 +160,16 @@ def test_speedrun_grid_only_baseline_stays_out_of_the_tables_but_in_its_column(
         for name, cell in zip(header[1:], cells[1:], strict=True):
             assert ("diffusers" in cell) == name.startswith("diffusers"), (name, cell)
     assert "grid only, not scored" in text[start + 2]  # the 0.05-minute baseline
+
+
+def test_speedrun_counts_the_defaults_guided_calls():
+    """The default preset samples 14 Euler steps guided on tau in [0.3, 0.8]: the steps start at
+    tau = k/14 for k = 14..1, of which k = 5..11 (7 steps) are guided and cost two calls: 21."""
+    from difusion.config import load_config
+    from difusion.experiments.speedrun import _sampler_label
+
+    sc = load_config("fashion-mnist").sample
+    label = _sampler_label("fm-euler", None, sc)
+    assert label == "ours fm-euler 14, w 2 on tau in [0.3, 0.8], 21 calls"
+    sc.guidance = 0.0
+    assert _sampler_label("fm-euler", 20, sc) == "ours fm-euler 20"

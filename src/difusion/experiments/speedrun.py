@@ -162,7 +162,7 @@ RECIPES = {"ddpm": DDPM, "flow": FLOW, "default": DEFAULT}
 
 
 def _sampler_label(sampler: str, steps: int | None, sc) -> str:
-    """``ours fm-euler 20``, or with guidance ``ours fm-euler 16, w 2 on tau in [0.3, 0.8], 24
+    """``ours fm-euler 20``, or with guidance ``ours fm-euler 14, w 2 on tau in [0.3, 0.8], 21
     calls`` (a guided step costs two network calls)."""
     from difusion.sampling.flow_ode import flow_times
     from difusion.sampling.guidance import guides_at
