@@ -25,7 +25,7 @@ from difusion.config import Config
 from difusion.diffusion.flow import FlowPath
 from difusion.errors import ConfigError
 from difusion.sampling.flow_ode import NetworkVelocity, VelocityDenoiser, flow_times, solve_flow
-from difusion.sampling.guidance import check_interval, guides_at
+from difusion.sampling.guidance import check_interval, guides_at, noise_fraction
 from difusion.sampling.noise import PerImageNoise, seeds_for
 from difusion.sampling.samplers import DEFAULT_STEPS, check_sampler, run_sampler, timesteps_for
 
@@ -52,9 +52,8 @@ class GuidedVelocity:
         if y is None:
             return self.velocity(x, t, None)
         if self.interval != (0.0, 1.0):
-            t0 = float(t.flatten()[0]) if torch.is_tensor(t) else float(t)
-            a, b = float(self.flow.a(t0)), float(self.flow.b(t0))
-            if not guides_at(b / (a + b), self.interval):
+            tau = noise_fraction(self.flow.a(t), self.flow.b(t))
+            if not guides_at(tau, self.interval):
                 return self.velocity(x, t, y)
         null = torch.full_like(y, self.null_label)
         both = self.velocity(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))

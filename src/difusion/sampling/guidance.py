@@ -34,9 +34,10 @@ import torch
 from difusion.diffusion.parameterization import eps_from_x0
 
 
-def noise_fraction(alpha: torch.Tensor, sigma: torch.Tensor) -> float:
-    """tau = sigma / (alpha + sigma) of the first example: where a step sits for the interval."""
-    a, s = float(alpha.flatten()[0]), float(sigma.flatten()[0])
+def noise_fraction(alpha, sigma) -> float:
+    """tau = sigma / (alpha + sigma) of the first example (numbers or tensors of alpha_t, sigma_t
+    of any Gaussian path): where a step sits for the interval."""
+    a, s = (float(torch.as_tensor(v).flatten()[0]) for v in (alpha, sigma))
     return s / (a + s)
 
 
