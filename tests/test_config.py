@@ -63,3 +63,28 @@ def test_yaml_file(tmp_path):
     f.write_text("train: {stepss: 11}\n")
     with pytest.raises(ConfigError, match="stepss"):
         load_config(str(f))
+
+
+def test_patch_size_must_divide_the_images():
+    import torch
+
+    from difusion.build import build_network
+
+    cfg = load_config("fashion-mnist", ["model.patch_size=3"])
+    with pytest.raises(ConfigError, match="model.patch_size=3 does not split"):
+        build_network(cfg, (1, 28, 28), 10)
+    cfg = load_config("fashion-mnist", ["model.patch_size=2"])
+    x = build_network(cfg, (1, 28, 28), 10)(torch.zeros(2, 1, 28, 28), torch.full((2,), 0.5))
+    assert x.shape == (2, 1, 28, 28)
+
+
+def test_adam_beta2_reaches_the_optimizer_and_is_checked(tmp_path):
+    from difusion.training.checkpoint import load_checkpoint
+    from difusion.training.loop import train
+
+    with pytest.raises(ConfigError, match="train.adam_beta2 must be in"):
+        load_config("digits", ["train.adam_beta2=1.0"])
+    cfg = load_config("toy2d", ["train.steps=1", "train.adam_beta2=0.95", "train.sample_every=0"])
+    train(cfg, tmp_path / "run", progress=False, final_samples=False)
+    _, info = load_checkpoint(tmp_path / "run" / "checkpoint.safetensors", prefixes=())
+    assert info["optimizer"]["param_groups"][0]["betas"] == [0.9, 0.95]

@@ -151,6 +151,31 @@ def test_unet_examples_are_independent_in_a_batch(use_scale_shift_norm):
     torch.testing.assert_close(batch, alone, atol=1e-5, rtol=1e-4)
 
 
+def test_unet_patch_size_is_space_to_depth_around_a_smaller_unet():
+    # patch_size=2 must be exactly: fold 2x2 patches into 4 channels, run a U-Net on the 4-channel
+    # half-size image, unfold. Same weights in a plain U-Net with 4x the channels checks it.
+    torch.manual_seed(0)
+    patched = randomize_zero_init(small_unet(in_channels=3, num_classes=2, patch_size=2)).eval()
+    plain = small_unet(in_channels=12, num_classes=2).eval()
+    plain.load_state_dict(patched.state_dict())
+    x, t, y = torch.randn(2, 3, 12, 16), torch.tensor([4, 400]), torch.tensor([0, 1])
+    with torch.no_grad():
+        out = patched(x, t, y)
+        # space-to-depth by hand: channel c*4 + 2*i + j holds pixel (2h + i, 2w + j) of channel c
+        folded = x.reshape(2, 3, 6, 2, 8, 2).permute(0, 1, 3, 5, 2, 4).reshape(2, 12, 6, 8)
+        inner = plain(folded, t, y)
+        unfolded = inner.reshape(2, 3, 2, 2, 6, 8).permute(0, 1, 4, 2, 5, 3).reshape(2, 3, 12, 16)
+    assert out.shape == x.shape and out.abs().max() > 1e-3
+    torch.testing.assert_close(out, unfolded)
+
+
+def test_unet_patch_size_that_does_not_divide_the_image_is_an_error():
+    with pytest.raises(ValueError, match="patch_size"):
+        small_unet(patch_size=2)(torch.randn(1, 1, 7, 8), torch.tensor([1]))
+    with pytest.raises(ValueError, match="patch_size"):
+        small_unet(patch_size=0)
+
+
 def test_small_unet_parameter_count():
     model = UNet(base_channels=32, channel_mult=(1, 2, 2), num_res_blocks=2)
     assert num_parameters(model) < 3_000_000

@@ -44,6 +44,12 @@ def build_network(cfg: Config, shape: tuple[int, ...], num_classes: int | None) 
         )
     if m.kind != "unet":
         raise ConfigError(f"{cfg.data.name} holds images of shape {shape}; set model.kind=unet")
+    p = m.patch_size
+    if p < 1 or shape[1] % p or shape[2] % p:
+        raise ConfigError(
+            f"model.patch_size={p} does not split {cfg.data.name}'s {shape[1]}x{shape[2]} images "
+            "into patches; use 1 or a common divisor of height and width"
+        )
     return UNet(
         in_channels=shape[0],
         out_channels=shape[0] * (2 if cfg.diffusion.learn_sigma else 1),  # + v of improved DDPM
@@ -55,6 +61,7 @@ def build_network(cfg: Config, shape: tuple[int, ...], num_classes: int | None) 
         dropout=m.dropout,
         num_classes=classes,
         use_scale_shift_norm=m.use_scale_shift_norm,
+        patch_size=m.patch_size,
     )
 
 

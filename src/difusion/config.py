@@ -40,6 +40,7 @@ class ModelConfig:
     dropout: float = 0.0
     use_scale_shift_norm: bool = True
     class_conditional: bool = False
+    patch_size: int = 1  # fold p x p pixel patches into channels at the input (space-to-depth)
     hidden: int = 256  # mlp only
     depth: int = 4  # mlp only
 
@@ -73,6 +74,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.1  # the cosine decay ends at lr * min_lr_ratio
     warmup_steps: int = 200
     weight_decay: float = 0.0
+    adam_beta2: float = 0.999  # AdamW's second-moment decay (0.99 forgets old gradients faster)
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     precision: str = "auto"  # auto (bf16 where the CPU/GPU supports it), bf16 or fp32
@@ -378,6 +380,8 @@ def validate(cfg: Config) -> None:
     check_interval(cfg.sample.guidance_interval)
     if not 0.0 <= cfg.sample.eta <= 1.0:
         raise ConfigError(f"sample.eta must be in [0, 1], got {cfg.sample.eta}")
+    if not 0.0 < cfg.train.adam_beta2 < 1.0:
+        raise ConfigError(f"train.adam_beta2 must be in (0, 1), got {cfg.train.adam_beta2}")
     if not 0.0 <= cfg.train.ema_decay < 1.0:
         raise ConfigError("train.ema_decay must be in [0, 1)")
     if any(a < 0 or a >= len(cfg.model.channel_mult) for a in cfg.model.attention_levels):

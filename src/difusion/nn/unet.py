@@ -10,6 +10,13 @@ image ``x_t`` and its timestep ``t`` to an image of the same shape (e.g. the noi
 * a mirrored up path with ``num_res_blocks + 1`` blocks per level: each block takes the
   concatenation of the current features with one skip connection popped from the down path.
 
+* optionally a space-to-depth input (``patch_size`` p > 1): each p x p patch of pixels becomes
+  p^2 channels at 1/p of the resolution (``pixel_unshuffle``), and the output is folded back
+  (``pixel_shuffle``). This is the invertible downsampling that simple diffusion (Hoogeboom et
+  al. 2023, Sec. 3) uses to keep feature maps small, and DiT's patchify with a linear patch
+  embedding replaced by the first convolution. No information is lost; the full-resolution level
+  is skipped, which is most of a small U-Net's cost.
+
 With ``base_channels=128, channel_mult=(1, 2, 2, 2), num_res_blocks=2, attention_levels=(1,)``
 (16x16 of a 32x32 image), ``dropout=0.1, use_scale_shift_norm=False`` this is DDPM's CIFAR-10
 model (35.7M parameters).
@@ -73,6 +80,8 @@ class UNet(nn.Module):
             null class ("no label"), used when ``y`` is None.
         use_scale_shift_norm: inject the embedding as ``GroupNorm(h) * (1 + scale) + shift``
             (ADM) instead of adding it (DDPM).
+        patch_size: side of the pixel patches folded into channels at the input (1: none); the
+            image's height and width must be multiples of it.
     """
 
     def __init__(
@@ -87,6 +96,7 @@ class UNet(nn.Module):
         dropout: float = 0.0,
         num_classes: int | None = None,
         use_scale_shift_norm: bool = True,
+        patch_size: int = 1,
     ) -> None:
         super().__init__()
         for level in attention_levels:
@@ -97,6 +107,9 @@ class UNet(nn.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels if out_channels is not None else in_channels
         self.num_classes = num_classes
+        if patch_size < 1:
+            raise ValueError(f"patch_size must be a positive integer, got {patch_size}")
+        self.patch_size = patch_size
         emb_dim = 4 * base_channels
 
         def block(c_in: int, c_out: int, attention: bool) -> UNetBlock:
@@ -108,7 +121,9 @@ class UNet(nn.Module):
         self.embed = ConditionEmbedding(base_channels, emb_dim, num_classes)
 
         # Down path. `skip_channels` records the channels of every tensor pushed as a skip.
-        self.conv_in = nn.Conv2d(in_channels, base_channels, kernel_size=3, padding=1)
+        self.conv_in = nn.Conv2d(
+            in_channels * patch_size**2, base_channels, kernel_size=3, padding=1
+        )
         skip_channels = [base_channels]
         self.down_blocks = nn.ModuleList()
         self.downsamples = nn.ModuleList()
@@ -146,7 +161,7 @@ class UNet(nn.Module):
         self.out = nn.Sequential(
             group_norm(ch),
             nn.SiLU(),
-            zero_init(nn.Conv2d(ch, self.out_channels, kernel_size=3, padding=1)),
+            zero_init(nn.Conv2d(ch, self.out_channels * patch_size**2, kernel_size=3, padding=1)),
         )
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
@@ -156,6 +171,14 @@ class UNet(nn.Module):
         embedding. ``y`` is int64; ``None`` means "no label" (the null class).
         """
         emb = self.embed(t, y, x.shape[0])
+        p = self.patch_size
+        if p > 1:
+            if x.shape[-2] % p or x.shape[-1] % p:
+                raise ValueError(
+                    f"a {x.shape[-2]}x{x.shape[-1]} image does not split into {p}x{p} patches; "
+                    "set model.patch_size to a divisor of its height and width"
+                )
+            x = nn.functional.pixel_unshuffle(x, p)  # (N, C p^2, H/p, W/p)
 
         h = self.conv_in(x)
         skips = [h]
@@ -174,4 +197,5 @@ class UNet(nn.Module):
                 h = block(torch.cat([h, skips.pop()], dim=1), emb)
             if i < len(self.upsamples):
                 h = self.upsamples[i](h, size=skips[-1].shape[-2:])  # size of the next skip
-        return self.out(h)
+        out = self.out(h)
+        return nn.functional.pixel_shuffle(out, p) if p > 1 else out

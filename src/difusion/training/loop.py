@@ -124,7 +124,9 @@ def _train(
     objective = build_objective(cfg, device)
     network = objective.network
     ema = EMA(network, tc.ema_decay)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    optimizer = torch.optim.AdamW(
+        network.parameters(), lr=tc.lr, betas=(0.9, tc.adam_beta2), weight_decay=tc.weight_decay
+    )
     amp = autocast_dtype(tc.precision, device)
     # Separate random streams: which examples are drawn, and the t / eps of the loss.
     data_gen = torch.Generator().manual_seed(tc.seed * 1000 + d.rank)
