@@ -36,5 +36,9 @@ def test_ablation_rows_change_what_they_say(tmp_path):
     assert v["objective"] == "diffusion" and v["diffusion"]["prediction"] == "v"
     assert v["diffusion"]["weighting"] == "min-snr"
     assert config("flow matching, fm-fmnist as it is")["objective"] == "flow"
+    combined = config("logit-normal t + 1 block + no attention (fashion-mnist without labels)")
+    assert combined["flow"]["time_sampling"] == "logit-normal"
+    assert combined["model"]["num_res_blocks"] == 1 and combined["model"]["attention_levels"] == []
+    assert combined["model"]["class_conditional"] is False  # the row is the unconditional recipe
     # every run trained for the budget's minutes, not a step count
     assert all(config(c[1])["train"]["minutes"] == 0.03 for c in CHOICES)
