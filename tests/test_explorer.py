@@ -289,6 +289,22 @@ def test_guidance_matches_the_guided_sampler_and_sweep(registry, digits_cond_run
         progress=False,
     )
     torch.testing.assert_close(traj.samples, reference.x)
+    # guidance on an interval of noise fractions, as `difusion sample` draws it: the explorer takes
+    # the run's sample.guidance_interval unless told otherwise
+    kw = dict(sampler="ddim", steps=8, seed=1, n=4, class_id=2, guidance=3.0)
+    on_interval = ex.reverse_process(run, **kw, interval=(0.3, 0.8))
+    reference = draw_samples(
+        run.network, run.path, run.shape, n=4, seed=1, steps=8, sampler="ddim",
+        prediction=cfg.diffusion.prediction, clip_x0=cfg.diffusion.clip_x0,
+        labels=torch.full((4,), 2), guidance=3.0, guidance_interval=(0.3, 0.8), progress=False,
+    )  # fmt: skip
+    torch.testing.assert_close(on_interval.samples, reference.x)
+    assert not torch.allclose(on_interval.samples, traj.samples)
+    run.config.sample.guidance_interval = [0.3, 0.8]
+    try:
+        torch.testing.assert_close(ex.reverse_process(run, **kw).samples, on_interval.samples)
+    finally:
+        run.config.sample.guidance_interval = [0.0, 1.0]
     grid, rows = ex.guidance_sweep(
         run, [0.0, 3.0], class_id=2, n_per_scale=4, seed=1, steps=8, sampler="ddim"
     )

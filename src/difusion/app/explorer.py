@@ -394,11 +394,15 @@ def reverse_process(
     eta=0.0,
     frames: int = 40,
     keep: int = 16,
+    interval: tuple[float, float] | None = None,
 ) -> Trajectory:
     """Sample ``run`` from x_T ~ N(0, I) down to t = 0 with a named sampler (see
     ``difusion.sampling.samplers``), guided by eps = (1 + w) eps_c - w eps_u (Ho & Salimans eq. 6)
     when ``guidance`` w > 0, recording x_t and the x_0 estimate of the first ``keep`` samples at
-    ``frames`` evenly spaced steps. Sample i uses seed + i, as ``difusion sample`` does."""
+    ``frames`` evenly spaced steps. Sample i uses seed + i, as ``difusion sample`` does.
+
+    Guidance acts only at noise fractions in ``interval`` (Kynkaanniemi et al. 2024); None means
+    the run's ``sample.guidance_interval``, as ``difusion sample`` does."""
     check_sampler(sampler)
     steps = _check_int("steps", steps, 1, LIMITS.max_steps)
     images = len(run.shape) == 3
@@ -419,7 +423,11 @@ def reverse_process(
             raise DifusionError(
                 f"{run.run_dir.name} is not class-conditional, so guidance must be 0"
             )
-        denoiser = GuidedDenoiser(denoiser, run.path, guidance, run.num_classes, clip_x0=clip)
+        if interval is None:
+            interval = tuple(cfg.sample.guidance_interval)
+        denoiser = GuidedDenoiser(
+            denoiser, run.path, guidance, run.num_classes, clip_x0=clip, interval=interval
+        )
     ts = timesteps_for(sampler, run.path, steps)
     record = set(np.linspace(0, len(ts) - 2, min(frames, len(ts) - 1)).round().astype(int).tolist())
     out = Trajectory(samples=torch.empty(0), labels=labels, nfe=network_evaluations(sampler, ts))
