@@ -13,7 +13,7 @@ image ``x_t`` and its timestep ``t`` to an image of the same shape (e.g. the noi
 * optionally a space-to-depth input (``patch_size`` p > 1): each p x p patch of pixels becomes
   p^2 channels at 1/p of the resolution (``pixel_unshuffle``), and the output is folded back
   (``pixel_shuffle``). This is the invertible downsampling that simple diffusion (Hoogeboom et
-  al. 2023, Sec. 3) uses to keep feature maps small, and DiT's patchify with a linear patch
+  al. 2023) uses to keep feature maps small, and DiT's patchify with a linear patch
   embedding replaced by the first convolution. No information is lost; the full-resolution level
   is skipped, which is most of a small U-Net's cost.
 
