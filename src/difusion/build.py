@@ -1,4 +1,5 @@
-"""From a config to the objects of a run: the dataset, the network and the path."""
+"""From a config to the objects of a run: the dataset, the network, the path and the model that
+sampling sees. The one place that maps an objective to its path and prediction."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import torch
 from difusion.config import Config
 from difusion.data import Dataset, load_dataset
 from difusion.diffusion import DDPMPath
+from difusion.diffusion.flow import FlowPath
 from difusion.diffusion.schedules import rescale_zero_terminal_snr
 from difusion.errors import ConfigError
 from difusion.nn import MLPDenoiser, UNet
+from difusion.sampling.pipeline import GenerativeModel
 
 
 def build_dataset(cfg: Config, split: str | None = None) -> Dataset:
@@ -65,8 +68,53 @@ def build_network(cfg: Config, shape: tuple[int, ...], num_classes: int | None) 
     )
 
 
-def build_path(cfg: Config) -> DDPMPath:
+def build_ddpm_path(cfg: Config) -> DDPMPath:
+    """The DDPM path of ``cfg.diffusion`` (schedule, T, zero terminal SNR)."""
     path = DDPMPath.from_schedule(cfg.diffusion.schedule, cfg.diffusion.T)
     if cfg.diffusion.zero_terminal_snr:
         path = DDPMPath(rescale_zero_terminal_snr(path.beta[1:]))
     return path
+
+
+def build_path(cfg: Config):
+    """The run's own Gaussian path: the flow path of ``cfg.flow`` for ``objective: flow``, else
+    the DDPM path of ``cfg.diffusion``."""
+    if cfg.objective == "flow":
+        return FlowPath(cfg.flow.path, cfg.flow.sigma_min)
+    return build_ddpm_path(cfg)
+
+
+def build_model(
+    cfg: Config,
+    network: torch.nn.Module,
+    shape: tuple[int, ...],
+    num_classes: int | None,
+    *,
+    autocast_dtype: torch.dtype | None = None,
+    device: torch.device | str = "cpu",
+) -> GenerativeModel:
+    """What sampling needs of a trained network of ``cfg``. A flow network predicts the velocity
+    and its x_0 estimate is never clipped (its ODE is sampled as trained); the DDPM samplers'
+    grids on its continuous path come from ``cfg.diffusion``'s DDPM path."""
+    flow = cfg.objective == "flow"
+    return GenerativeModel(
+        network=network,
+        path=build_path(cfg),
+        shape=tuple(shape),
+        prediction="velocity" if flow else cfg.diffusion.prediction,
+        learn_sigma=cfg.diffusion.learn_sigma and not flow,
+        clip_x0=cfg.diffusion.clip_x0 and not flow,
+        num_classes=num_classes if cfg.model.class_conditional else None,
+        grid_path=build_ddpm_path(cfg) if flow else None,
+        decode=latent_decoder(cfg, device),
+        autocast_dtype=autocast_dtype,
+    )
+
+
+def latent_decoder(cfg: Config, device):
+    """For a model of an autoencoder's latents (``data.name=latents``), the first stage's decoder."""
+    if cfg.data.name != "latents":
+        return None
+    from difusion.data.latents import LatentCodec
+
+    return LatentCodec(cfg.data.root, device).decode

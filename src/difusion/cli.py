@@ -204,7 +204,6 @@ def sample(
     samples.npz (`images` (N, C, H, W) float32 in [-1, 1], or `points`, plus `labels` and `seeds`).
     """
     from difusion.build import build_dataset
-    from difusion.config import validate
     from difusion.runs import load_run, sample_trained_run
     from difusion.training.distributed import default_device
 
@@ -214,64 +213,32 @@ def sample(
     if is_autoencoder_run(run_dir):  # autoencoders sample their prior (difusion.autoencoders)
         return autoencoder_cli("sample", run_dir, n=n, seed=seed, out=out)
     run = load_run(run_dir, device)
-    cfg = run.config
-    if variance is not None:
-        cfg.diffusion.variance = variance
-    sc = cfg.sample
-    sc.sampler = sampler if sampler is not None else sc.sampler
-    sc.eta = eta if eta is not None else sc.eta
-    sc.guidance = guidance if guidance is not None else sc.guidance
-    sc.guidance_rescale = rescale if rescale is not None else sc.guidance_rescale
-    if interval is not None:
-        sc.guidance_interval = parse_interval(interval)
-    validate(cfg)
-    n = n or sc.n
-    if n <= 0 or (steps is not None and steps <= 0):
-        raise DifusionError("--n and --steps must be positive")
+    settings = run.settings(
+        n=n,
+        seed=seed,
+        steps=steps,
+        variance=variance,
+        sampler=sampler,
+        eta=eta,
+        guidance=guidance,
+        guidance_rescale=rescale,
+        guidance_interval=parse_interval(interval) if interval is not None else None,
+        class_id=class_id,
+    ).check()
+    n = settings.n
     suffix = "" if steps is None else f"-steps{steps}"
-    suffix += "" if sc.sampler == "ddpm" else f"-{sc.sampler}"
-    suffix += f"-eta{sc.eta:g}" if sc.sampler == "ddim" else ""
+    suffix += "" if settings.sampler == "ddpm" else f"-{settings.sampler}"
+    suffix += f"-eta{settings.eta:g}" if settings.sampler == "ddim" else ""
     suffix += "" if class_id is None else f"-class{class_id}"
-    suffix += f"-w{sc.guidance:g}" if sc.guidance else ""
-    suffix += interval_suffix(sc.guidance, sc.guidance_interval)
+    suffix += f"-w{settings.guidance:g}" if settings.guidance else ""
+    suffix += interval_suffix(settings.guidance, settings.guidance_interval)
     out = out or run_dir / f"samples-seed{seed}-n{n}{suffix}"
     # 2-D samples are drawn over the training data, so load it (it is generated, so cheap).
-    points = build_dataset(cfg).data if len(run.shape) == 1 else None
+    points = build_dataset(run.config).data if len(run.shape) == 1 else None
     t0 = time.perf_counter()
-    if cfg.objective == "flow":  # a velocity network: flow ODE solvers, or DDPM's via an adapter
-        import torch
-
-        from difusion.sampling.flow_sample import sample_flow_run
-        from difusion.training.precision import autocast_dtype
-
-        amp = autocast_dtype(cfg.train.precision, torch.device(device))
-        written = sample_flow_run(
-            cfg,
-            run.network,
-            run.shape,
-            out,
-            amp,
-            device,
-            num_classes=run.num_classes,
-            points=points,
-            progress=not quiet,
-            n=n,
-            seed=seed,
-            steps=steps,
-            class_id=class_id,
-        )
-    else:
-        written = sample_trained_run(
-            run,
-            out,
-            n=n,
-            seed=seed,
-            steps=steps,
-            device=device,
-            points=points,
-            progress=not quiet,
-            class_id=class_id,
-        )
+    written = sample_trained_run(
+        run, out, settings, device=device, points=points, progress=not quiet
+    )
     typer.echo(
         f"{n} samples from step {run.step} of {run_dir} in {time.perf_counter() - t0:.1f} s:"
     )
@@ -419,9 +386,12 @@ def eval_(
             run=str(target),
             run_step=run.step,
             sampler=sampler + (f" (eta {eta:g})" if sampler == "ddim" else ""),
-            sampling_steps=len(timesteps_for(sampler, run.path, steps)) - 1,
+            sampling_steps=len(run.model.timesteps(run.settings(sampler=sampler, steps=steps)))
+            - 1,
             guidance=run.config.sample.guidance if guidance is None else guidance,
-            guidance_interval=list(run.config.sample.guidance_interval),
+            guidance_interval=parse_interval(interval)
+            if interval is not None
+            else list(run.config.sample.guidance_interval),
         )
         out = out or folder / f"eval-{features}.json"
     elif target.is_file():

@@ -1,4 +1,5 @@
-"""Reading a finished (or interrupted) run folder back: its config and its EMA network."""
+"""Reading a finished (or interrupted) run folder back: its config, its EMA network and the model
+that sampling sees, for the CLI, ``eval``, the experiments, the metrics and the explorer."""
 
 from __future__ import annotations
 
@@ -8,24 +9,39 @@ from pathlib import Path
 
 import torch
 
-from difusion.build import build_network, build_path
+from difusion.build import build_model, build_network
 from difusion.config import Config
-from difusion.diffusion import DDPMPath
 from difusion.errors import CheckpointError
 from difusion.sampling.guidance import interval_suffix
+from difusion.sampling.pipeline import GenerativeModel, SampleSettings, sample_to_folder
 from difusion.training.checkpoint import load_checkpoint, load_module
 from difusion.training.loop import CHECKPOINT, load_run_config
+from difusion.training.precision import autocast_dtype
 
 
 @dataclass
 class TrainedRun:
     run_dir: Path
     config: Config
-    network: torch.nn.Module  # the EMA weights, in eval mode
-    path: DDPMPath
-    shape: tuple[int, ...]
-    num_classes: int | None
+    model: GenerativeModel  # the EMA network, its path, prediction, shape and classes
+    num_classes: int | None  # the data's classes (the model uses them if class-conditional)
     step: int
+
+    @property
+    def network(self) -> torch.nn.Module:
+        return self.model.network
+
+    @property
+    def path(self):
+        return self.model.path
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.model.shape
+
+    def settings(self, **overrides) -> SampleSettings:
+        """The run's own sampling settings (``sample:``), with ``overrides`` (None: keep)."""
+        return SampleSettings.from_config(self.config, **overrides)
 
 
 def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> TrainedRun:
@@ -43,62 +59,30 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Trained
     network = build_network(cfg, shape, meta.get("num_classes"))
     load_module(network, groups["ema"], run_dir / CHECKPOINT)
     network.to(device).eval()
-    return TrainedRun(
-        run_dir, cfg, network, build_path(cfg), shape, meta.get("num_classes"), int(meta["step"])
+    amp = autocast_dtype(cfg.train.precision, torch.device(device))
+    model = build_model(
+        cfg, network, shape, meta.get("num_classes"), autocast_dtype=amp, device=device
     )
+    return TrainedRun(run_dir, cfg, model, meta.get("num_classes"), int(meta["step"]))
 
 
 def sample_trained_run(
     run: TrainedRun,
     folder: Path,
+    settings: SampleSettings | None = None,
     *,
-    n: int,
-    seed: int = 0,
-    steps: int | None = None,
     device: torch.device | str = "cpu",
     points: torch.Tensor | None = None,
     progress: bool = True,
-    sampler: str | None = None,
-    eta: float | None = None,
-    guidance: float | None = None,
-    guidance_rescale: float | None = None,
-    class_id: int | None = None,
 ) -> dict[str, Path]:
-    """Draw n samples from a loaded run into ``folder``, with its own sampling settings unless
-    an argument overrides one (see :func:`difusion.generate.sample_run`)."""
-    from difusion.generate import sample_run
-    from difusion.training.precision import autocast_dtype
-
-    amp = autocast_dtype(run.config.train.precision, torch.device(device))
-    if run.config.objective == "flow":  # a velocity network: its own ODE solvers or an adapter
-        from difusion.sampling.flow_sample import sample_flow_run
-
-        if guidance_rescale:
-            run.config.sample.guidance_rescale = guidance_rescale
-        return sample_flow_run(
-            run.config, run.network, run.shape, folder, amp, device,
-            num_classes=run.num_classes, points=points, progress=progress, n=n, seed=seed,
-            steps=steps, sampler=sampler, eta=eta, guidance=guidance, class_id=class_id,
-        )  # fmt: skip
-    return sample_run(
-        run.config,
-        run.network,
-        run.path,
-        run.shape,
-        folder,
-        amp,
-        device,
-        num_classes=run.num_classes,
+    """Draw samples of a loaded run into ``folder`` (default: the run's own settings)."""
+    return sample_to_folder(
+        run.model,
+        settings or run.settings(),
+        Path(folder),
+        device=device,
         points=points,
         progress=progress,
-        n=n,
-        seed=seed,
-        steps=steps,
-        sampler=sampler,
-        eta=eta,
-        guidance=guidance,
-        guidance_rescale=guidance_rescale,
-        class_id=class_id,
     )
 
 
@@ -126,33 +110,27 @@ def samples_for_eval(
     run = load_run(run_dir, device)
     if len(run.shape) != 3:
         raise CheckpointError(f"{run_dir} is a run on 2-D points; evaluation scores images")
+    settings = run.settings(
+        n=n,
+        seed=seed,
+        steps=steps,
+        sampler=sampler,
+        eta=eta,
+        guidance=guidance,
+        guidance_interval=guidance_interval,
+        variance=variance if sampler == "ddpm" else None,
+    )
     suffix = "" if steps is None else f"-steps{steps}"
     if sampler != "ddpm":
         suffix += f"-{sampler}" + (f"-eta{eta:g}" if sampler == "ddim" else "")
-    if guidance is None:
-        guidance = run.config.sample.guidance
-    if guidance_interval is not None:
-        run.config.sample.guidance_interval = list(guidance_interval)
-    if guidance:
-        suffix += f"-w{guidance:g}"
-        suffix += interval_suffix(guidance, run.config.sample.guidance_interval)
+    if settings.guidance:
+        suffix += f"-w{settings.guidance:g}"
+        suffix += interval_suffix(settings.guidance, settings.guidance_interval)
     if variance is not None and sampler == "ddpm":
-        run.config.diffusion.variance = variance
         suffix += f"-{variance}"
     folder = Path(run_dir) / f"eval-seed{seed}-n{n}{suffix}"
     if not (folder / "samples.npz").exists():
         started = time.perf_counter()
-        sample_trained_run(
-            run,
-            folder,
-            n=n,
-            seed=seed,
-            steps=steps,
-            device=device,
-            progress=progress,
-            sampler=sampler,
-            eta=eta,
-            guidance=guidance,
-        )
+        sample_trained_run(run, folder, settings, device=device, progress=progress)
         (folder / "sampling_seconds.txt").write_text(f"{time.perf_counter() - started:.1f}\n")
     return folder / "samples.npz", run

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import torch
 
+from difusion.diffusion.path import GaussianPath
 from difusion.errors import ConfigError
 
 FLOW_PATHS = ("rectified", "ot")
@@ -40,8 +41,12 @@ def _bcast(t, like: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1, *([1] * (like.dim() - 1))) if t.dim() else t
 
 
-class FlowPath:
-    """x_t = a_t x_0 + b_t eps on t in [0, 1] with a_t = 1 - t, b_t = sigma_min + (1 - sigma_min) t."""
+class FlowPath(GaussianPath):
+    """x_t = alpha_t x_0 + sigma_t eps on t in [0, 1] with alpha_t = 1 - t and
+    sigma_t = sigma_min + (1 - sigma_min) t (rectified: sigma_min = 0)."""
+
+    t_max = 1.0
+    time_scale = TIME_SCALE
 
     def __init__(self, kind: str = "rectified", sigma_min: float = 0.0):
         if kind not in FLOW_PATHS:
@@ -51,64 +56,35 @@ class FlowPath:
         self.kind = kind
         self.sigma_min = sigma_min if kind == "ot" else 0.0
 
-    # -- the coefficients and their derivatives ---------------------------------------------------
-    def a(self, t):
-        """a_t = 1 - t: the scale of the data x_0."""
-        return 1.0 - t
+    def alpha(self, t) -> torch.Tensor:
+        """alpha_t = 1 - t: the scale of the data x_0."""
+        return 1.0 - torch.as_tensor(t, dtype=torch.float64)
 
-    def b(self, t):
-        """b_t = sigma_min + (1 - sigma_min) t: the scale of the noise eps."""
-        return self.sigma_min + (1.0 - self.sigma_min) * t
+    def sigma(self, t) -> torch.Tensor:
+        """sigma_t = sigma_min + (1 - sigma_min) t: the scale of the noise eps."""
+        return self.sigma_min + (1.0 - self.sigma_min) * torch.as_tensor(t, dtype=torch.float64)
 
-    def da(self, t):
-        """d a_t / dt = -1."""
-        return -1.0 + 0.0 * t
+    def d_alpha(self, t) -> torch.Tensor:
+        """d alpha_t / dt = -1."""
+        return torch.full_like(torch.as_tensor(t, dtype=torch.float64), -1.0)
 
-    def db(self, t):
-        """d b_t / dt = 1 - sigma_min."""
-        return (1.0 - self.sigma_min) + 0.0 * t
+    def d_sigma(self, t) -> torch.Tensor:
+        """d sigma_t / dt = 1 - sigma_min."""
+        return torch.full_like(torch.as_tensor(t, dtype=torch.float64), 1.0 - self.sigma_min)
 
-    # -- training pairs ----------------------------------------------------------------------------
-    def sample(self, x0: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
-        """x_t = a_t x_0 + b_t eps (rectified: (1 - t) x_0 + t eps)."""
-        t = _bcast(t, x0)
-        return self.a(t) * x0 + self.b(t) * eps
-
-    def target(self, x0: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
-        """The pointwise (conditional) velocity d x_t / dt = a'_t x_0 + b'_t eps (rectified: eps - x_0)."""
-        t = _bcast(t, x0)
-        return self.da(t) * x0 + self.db(t) * eps
-
-    # -- a velocity is a denoiser and back --------------------------------------------------------
-    def x0_eps(self, x_t: torch.Tensor, t, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Solve x_t = a x_0 + b eps, v = a' x_0 + b' eps for (x_0, eps) (rectified: x_0 = x_t - t v,
-        eps = x_t + (1 - t) v). The determinant a b' - b a' = (1 - t)(1 - sigma_min) + b_t is 1."""
-        t = _bcast(t, x_t)
-        a, b, da, db = self.a(t), self.b(t), self.da(t), self.db(t)
-        det = a * db - b * da
-        return (db * x_t - b * v) / det, (a * v - da * x_t) / det
-
-    def velocity(self, x0: torch.Tensor, eps: torch.Tensor, t) -> torch.Tensor:
-        """v = a'_t x_0 + b'_t eps from a denoiser's (x_0, eps) estimates (the same as ``target``)."""
-        return self.target(x0, t, eps)
-
-    # -- matching a point of another Gaussian path by its signal-to-noise ratio -------------------
-    def time_at_ratio(self, r: torch.Tensor) -> torch.Tensor:
-        """The flow time whose noise-to-signal ratio b_t / a_t equals ``r`` = sigma / alpha.
-
-        (sigma_min + (1 - sigma_min) t) / (1 - t) = r  =>  t = (r - sigma_min) / (r + 1 - sigma_min),
-        rectified: t = r / (1 + r) = sigma / (alpha + sigma). Ratios below sigma_min (cleaner than
-        the path ever gets) map to t = 0; r = inf maps to t = 1."""
-        r = torch.as_tensor(r, dtype=torch.float64)
+    def t_at_log_snr(self, lam) -> torch.Tensor:
+        """sigma / alpha = r = exp(-lambda / 2)  =>  t = (r - sigma_min) / (r + 1 - sigma_min)
+        (rectified: t = r / (1 + r)); r below sigma_min maps to t = 0, r = inf to t = 1."""
+        r = torch.exp(-0.5 * torch.as_tensor(lam, dtype=torch.float64))
         t = torch.where(
             torch.isinf(r), torch.ones_like(r), (r - self.sigma_min) / (r + 1 - self.sigma_min)
         )
         return t.clamp(0.0, 1.0)
 
-    def ratio(self, t) -> torch.Tensor:
-        """b_t / a_t: the noise-to-signal ratio at flow time t (inf at t = 1)."""
-        t = torch.as_tensor(t, dtype=torch.float64)
-        return self.b(t) / self.a(t)
+    def t_at_noise_fraction(self, tau: float) -> float:
+        """Solve sigma / (alpha + sigma) = tau in closed form (rectified: t = tau exactly)."""
+        m = self.sigma_min
+        return min(max((tau * (1 + m) - m) / (1 - m + tau * m), 0.0), 1.0)
 
     def describe(self) -> str:
         if self.kind == "rectified":
@@ -131,14 +107,14 @@ class GaussianFlow:
 
     def mean_std(self, t) -> tuple[torch.Tensor, torch.Tensor]:
         t = torch.as_tensor(t, dtype=torch.float64)
-        a, b = self.path.a(t), self.path.b(t)
+        a, b = self.path.alpha(t), self.path.sigma(t)
         return a, (a**2 * self.s**2 + b**2).sqrt()
 
     def velocity(self, x: torch.Tensor, t) -> torch.Tensor:
         """v*(x, t) (see the class docstring); ``t`` a float or (N,) tensor."""
         t = _bcast(torch.as_tensor(t, dtype=torch.float64), x.double())
         p = self.path
-        a, b, da, db = p.a(t), p.b(t), p.da(t), p.db(t)
+        a, b, da, db = p.alpha(t), p.sigma(t), p.d_alpha(t), p.d_sigma(t)
         var = a**2 * self.s**2 + b**2
         m = a * self.mu
         return (da * self.mu + (da * a * self.s**2 + db * b) / var * (x.double() - m)).to(x.dtype)

@@ -1,10 +1,12 @@
-"""Predictions are views of one quantity at fixed (x_t, t): eps, x_0 and v.
+"""Predictions are views of one quantity at fixed (x_t, t): eps, x_0, v and the flow velocity.
 
-With x_t = alpha_t x_0 + sigma_t eps and alpha_t^2 + sigma_t^2 = 1 (variance preserving):
+The formulas, in one place (the path's ``to_x0_eps`` and ``target`` call them). With
+x_t = alpha_t x_0 + sigma_t eps:
 - eps from x_0:  eps = (x_t - alpha_t x_0) / sigma_t
 - x_0 from eps:  x_0 = (x_t - sigma_t eps) / alpha_t          (Ho et al. 2020, eq. 15)
-- v (Salimans & Ho 2022, Sec. 4): v = alpha_t eps - sigma_t x_0, so
+- v (Salimans & Ho 2022, Sec. 4): v = alpha_t eps - sigma_t x_0, so (alpha^2 + sigma^2 = 1)
   x_0 = alpha_t x_t - sigma_t v   and   eps = sigma_t x_t + alpha_t v.
+- the velocity u = alpha'_t x_0 + sigma'_t eps (flow matching): with x_t it is a 2x2 linear system.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import torch
 
 from difusion.errors import ConfigError
 
-PREDICTIONS = ("eps", "x0", "v", "mu")  # mu: the posterior mean mu_tilde (see variance.py)
+# mu: the posterior mean mu_tilde (see variance.py); velocity: d x_t / dt (flow matching)
+PREDICTIONS = ("eps", "x0", "v", "mu", "velocity")
 
 
 def x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor):
@@ -36,11 +39,18 @@ def x0_eps_from_v(x_t: torch.Tensor, v: torch.Tensor, alpha: torch.Tensor, sigma
     return alpha * x_t - sigma * v, sigma * x_t + alpha * v
 
 
+def x0_eps_from_velocity(x_t, u, alpha, sigma, d_alpha, d_sigma):
+    """Solve x_t = alpha x_0 + sigma eps, u = alpha' x_0 + sigma' eps for (x_0, eps); the
+    determinant alpha sigma' - sigma alpha' is 1 on the rectified path (x_0 = x_t - t u)."""
+    det = alpha * d_sigma - sigma * d_alpha
+    return (d_sigma * x_t - sigma * u) / det, (alpha * u - d_alpha * x_t) / det
+
+
 def target(prediction: str, x0: torch.Tensor, eps: torch.Tensor, alpha, sigma) -> torch.Tensor:
     """What a network trained for ``prediction`` should output for this (x_0, eps)."""
     check_prediction(prediction)
-    if prediction == "mu":
-        raise ValueError("the mu target needs the path: use difusion.diffusion.variance.mu_target")
+    if prediction in ("mu", "velocity"):
+        raise ValueError(f"the {prediction} target needs the path: use path.target")
     if prediction == "eps":
         return eps
     if prediction == "x0":
@@ -51,8 +61,8 @@ def target(prediction: str, x0: torch.Tensor, eps: torch.Tensor, alpha, sigma) -
 def to_x0_eps(prediction: str, output: torch.Tensor, x_t: torch.Tensor, alpha, sigma):
     """Turn a network output of the given kind into the pair (x_0 estimate, eps estimate)."""
     check_prediction(prediction)
-    if prediction == "mu":
-        raise ValueError("mu needs the path: use difusion.diffusion.variance.predicted_x0_eps")
+    if prediction in ("mu", "velocity"):
+        raise ValueError(f"{prediction} needs the path: use path.to_x0_eps")
     if prediction == "eps":
         return x0_from_eps(x_t, output, alpha, sigma), output
     if prediction == "x0":
@@ -63,6 +73,6 @@ def to_x0_eps(prediction: str, output: torch.Tensor, x_t: torch.Tensor, alpha, s
 def check_prediction(prediction: str) -> None:
     if prediction not in PREDICTIONS:
         raise ConfigError(
-            f"unknown prediction {prediction!r}; choose one of: {', '.join(PREDICTIONS)} "
+            f"unknown prediction {prediction!r}; choose one of: {', '.join(PREDICTIONS[:4])} "
             "(diffusion.prediction)"
         )

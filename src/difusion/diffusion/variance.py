@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import torch
 
-from difusion.diffusion.parameterization import eps_from_x0, to_x0_eps
-from difusion.diffusion.path import _gather
 from difusion.errors import ConfigError
 
 
@@ -32,9 +30,7 @@ def split_output(
 
 def x0_from_mu(path, mu: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
     """Invert eq. 7: mu_tilde = c0_t x_0 + ct_t x_t, so x_0 = (mu_tilde - ct_t x_t) / c0_t."""
-    c0 = _gather(path.posterior_coef_x0, t, x_t)
-    ct = _gather(path.posterior_coef_xt, t, x_t)
-    return (mu - ct * x_t) / c0
+    return path.to_x0_eps("mu", mu, x_t, t)[0]
 
 
 def mu_target(path, x0: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
@@ -43,12 +39,8 @@ def mu_target(path, x0: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
 
 
 def predicted_x0_eps(path, prediction: str, pred: torch.Tensor, x_t: torch.Tensor, t):
-    """(x_0, eps) estimates from the mean part of the output, for eps, x0, v or mu prediction."""
-    alpha, sigma = path.alpha_t(t, x_t), path.sigma_t(t, x_t)
-    if prediction == "mu":
-        x0 = x0_from_mu(path, pred, x_t, t)
-        return x0, eps_from_x0(x_t, x0, alpha, sigma)
-    return to_x0_eps(prediction, pred, x_t, alpha, sigma)
+    """(x_0, eps) estimates from the mean part of the output (``path.to_x0_eps``)."""
+    return path.to_x0_eps(prediction, pred, x_t, t)
 
 
 def fixed_log_variance(path, t, s, kind: str, like: torch.Tensor) -> torch.Tensor:

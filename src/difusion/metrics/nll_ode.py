@@ -2,8 +2,8 @@
 
 For dx/dt = v(x, t), log p_0(x_0) = log N(x_1; 0, I) + int_0^1 div v(x_t, t) dt (instantaneous
 change of variables, Chen et al. 2018; for diffusion models Song et al. 2021, eq. 39). A flow run
-gives v directly; a DDPM run gives it through :class:`~difusion.sampling.flow_ode.DenoiserVelocity`
-(its probability-flow ODE seen in rectified-flow time), so the same number can be set next to the
+gives v directly; a DDPM run gives it through its denoiser (``sampling/ode.py``: every path's
+probability-flow ODE seen in rectified-flow coordinates), so the same number can be set next to the
 run's variational bound (:mod:`difusion.metrics.nll`). Images are dequantized uniformly, which makes
 the result an upper bound on the discrete -log2 P(bin) / D, on the same bins as the VLB.
 """
@@ -19,22 +19,16 @@ from difusion.errors import DifusionError
 
 
 def ode_velocity(run):
-    """The differentiable velocity field of a :class:`difusion.runs.TrainedRun`: the network of a
-    flow run, or a DDPM run's denoiser (no x_0 clipping: the ODE must be smooth) mapped to a flow."""
+    """The differentiable ODE velocity of a :class:`difusion.runs.TrainedRun` in flow coordinates
+    (``sampling/ode.py``): its denoiser, unclipped (the ODE must be smooth), on its own path."""
     from difusion.sampling import ModelDenoiser
-    from difusion.sampling.flow_ode import DenoiserVelocity, NetworkVelocity
+    from difusion.sampling.ode import ode_velocity as velocity_of
 
-    cfg = run.config
-    if cfg.objective == "flow":
-        return NetworkVelocity(run.network)
+    m = run.model
     den = ModelDenoiser(
-        run.network,
-        run.path,
-        cfg.diffusion.prediction,
-        learn_sigma=cfg.diffusion.learn_sigma,
-        differentiable=True,
+        m.network, m.path, m.prediction, learn_sigma=m.learn_sigma, differentiable=True
     )
-    return DenoiserVelocity(den, run.path)
+    return velocity_of(den, m.path)
 
 
 def run_ode_nll(

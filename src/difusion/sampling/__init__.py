@@ -11,6 +11,7 @@ from difusion.sampling.inpaint import sample_inpaint
 from difusion.sampling.inversion import invert_ddim, slerp
 from difusion.sampling.karras import karras_timesteps, sample_euler, sample_heun
 from difusion.sampling.noise import PerImageNoise, seeds_for
+from difusion.sampling.ode import sample_ode
 from difusion.sampling.samplers import SAMPLERS, run_sampler, timesteps_for
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "sample_euler",
     "sample_heun",
     "sample_inpaint",
+    "sample_ode",
     "seeds_for",
     "slerp",
     "timesteps_for",

@@ -1,11 +1,12 @@
-"""DDIM sampling (Song, Meng, Ermon 2021): eq. 12 with the noise scale of eq. 16, on any time grid.
+"""DDIM sampling (Song, Meng, Ermon 2021): eq. 12 with the noise scale of eq. 16, on any path.
 
-Notation warning: DDIM writes alpha_t for what DDPM calls alpha_bar_t. Here alpha_bar is always
-DDPM's cumulative product, so eq. 12 from t to an earlier time s reads
+Notation warning: DDIM writes alpha_t for what DDPM calls alpha_bar_t. In the (alpha, sigma) form
+of every path here (on DDPM alpha_t = sqrt(alpha_bar_t)), eq. 12 from t to an earlier time s reads
 
-    x_s = sqrt(alpha_bar_s) x0_hat + sqrt(1 - alpha_bar_s - sigma^2) eps_hat + sigma z,
-    sigma = eta sqrt((1 - alpha_bar_s) / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t / alpha_bar_s)  (eq. 16).
+    x_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c z,     c^2 = eta^2 var_tilde(t, s),
 
+with var_tilde the posterior variance of q(x_s | x_t, x_0) (eq. 16: on DDPM
+c = eta sqrt((1 - alpha_bar_s) / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t / alpha_bar_s)).
 eta = 0 is the deterministic DDIM; eta = 1 has DDPM's posterior variance beta_tilde.
 """
 
@@ -19,6 +20,7 @@ from difusion.errors import ConfigError
 from difusion.sampling.ddpm import Step
 
 SPACINGS = ("uniform", "trailing", "quadratic")
+_ONE = torch.zeros(1, dtype=torch.float64)  # float64 "like" for per-step scalars
 
 
 def ddim_timesteps(T: int, steps: int, spacing: str = "trailing") -> list[int]:
@@ -59,12 +61,11 @@ def sample_ddim(
     ts = list(timesteps)
     for i, (t, s) in enumerate(zip(ts[:-1], ts[1:], strict=True)):
         x0, eps = denoiser(x, t, y)
-        ab_t = path.alpha_bar[t].item()
-        ab_s = path.alpha_bar[s].item()
-        sigma = eta * ((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)) ** 0.5  # eq. 16
-        x = ab_s**0.5 * x0 + max(1 - ab_s - sigma**2, 0.0) ** 0.5 * eps  # eq. 12
-        if sigma > 0 and s > 0:
-            x = x + sigma * draw(x.shape)
+        a_s, s_s = path.alpha_sigma(s)
+        c2 = eta**2 * path.posterior_coefs(t, s, _ONE)[2].item()  # eq. 16: c^2 = eta^2 var_tilde
+        x = a_s * x0 + max(s_s**2 - c2, 0.0) ** 0.5 * eps  # eq. 12
+        if c2 > 0 and s > 0:
+            x = x + c2**0.5 * draw(x.shape)
         if callback is not None:
             callback(Step(i, t, s, x, x0))
     return x

@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 
 from difusion.diffusion.variance import learned_log_variance
 from difusion.errors import ConfigError
+from difusion.sampling.step import Step
 
 VARIANCES = ("beta", "beta_tilde", "learned")
-
-
-@dataclass
-class Step:
-    """What a callback sees after each step: the index, the times t -> s, x_s and the x_0 estimate."""
-
-    index: int
-    t: float  # integer on the DDPM grids, fractional on Karras grids
-    s: float
-    x: torch.Tensor
-    x0: torch.Tensor
 
 
 def respaced_timesteps(T: int, steps: int) -> list[int]:
@@ -59,6 +48,8 @@ def sample_ddpm(
     if variance not in VARIANCES:
         raise ConfigError(f"unknown variance {variance!r}; choose one of: {', '.join(VARIANCES)}")
     learned = variance == "learned"
+    if learned and not getattr(path, "discrete", False):
+        raise ConfigError("variance 'learned' is defined on the DDPM path; use beta or beta_tilde")
     if learned and not getattr(denoiser, "learn_sigma", False):
         raise ConfigError(
             "variance 'learned' needs a model trained with diffusion.learn_sigma=true; "

@@ -7,8 +7,8 @@ from typing import Protocol
 import torch
 
 from difusion.diffusion.parameterization import eps_from_x0
-from difusion.diffusion.path import is_fractional
-from difusion.diffusion.variance import predicted_x0_eps, split_output
+from difusion.diffusion.path import is_fractional, time_vector
+from difusion.diffusion.variance import split_output
 from difusion.errors import ConfigError
 
 
@@ -21,7 +21,9 @@ class Denoiser(Protocol):
 
 
 class ModelDenoiser:
-    """A trained network seen as a denoiser: run it, then convert its output (eps, x0 or v) with the path.
+    """A trained network seen as a denoiser: run it at the network time ``path.time_scale * t``, then
+    turn its output (eps, x0, v, mu or a flow velocity) into (x_0, eps) with ``path.to_x0_eps``.
+    Every model of the lab is sampled through this one class.
 
     ``clip_x0`` clamps the x_0 estimate to the data range [-1, 1] and recomputes eps from it, as
     Ho et al.'s sampler does for images (it leaves eq. 11 unchanged when no clipping happens).
@@ -56,27 +58,22 @@ class ModelDenoiser:
             return self._with_variance(x_t, t, y)
 
     def _with_variance(self, x_t: torch.Tensor, t, y: torch.Tensor | None = None):
-        n = x_t.shape[0]
-        if torch.is_tensor(t):
-            t_vec = t
-        elif is_fractional(t):  # a time between the table's steps (Karras grids)
-            t_vec = torch.full((n,), float(t), dtype=torch.float64)
-        else:
-            t_vec = torch.full((n,), int(t), dtype=torch.long)
+        t_vec = time_vector(t, x_t.shape[0])
         if self.prediction == "mu" and is_fractional(t_vec):
             raise ConfigError(
                 "a model that predicts mu_tilde lives on the integer time grid; sample it with "
                 "--sampler ddpm, ddim or dpmpp-2m"
             )
-        alpha, sigma = self.path.alpha_t(t_vec, x_t), self.path.sigma_t(t_vec, x_t)
-        device_type = x_t.device.type
+        net_t = t_vec.to(x_t.device, x_t.dtype)
+        if self.path.time_scale != 1.0:  # the one map from path time to network time
+            net_t = self.path.time_scale * net_t
         with torch.autocast(
-            device_type, self.autocast_dtype, enabled=self.autocast_dtype is not None
+            x_t.device.type, self.autocast_dtype, enabled=self.autocast_dtype is not None
         ):
-            out = self.network(x_t, t_vec.to(x_t.device, x_t.dtype), y)
+            out = self.network(x_t, net_t, y)
         pred, v = split_output(out.float(), self.learn_sigma)
-        x0, eps = predicted_x0_eps(self.path, self.prediction, pred, x_t, t_vec)
+        x0, eps = self.path.to_x0_eps(self.prediction, pred, x_t, t_vec)
         if self.clip_x0:
             x0 = x0.clamp(-1.0, 1.0)
-            eps = eps_from_x0(x_t, x0, alpha, sigma)
+            eps = eps_from_x0(x_t, x0, self.path.alpha_t(t_vec, x_t), self.path.sigma_t(t_vec, x_t))
         return x0, eps, v

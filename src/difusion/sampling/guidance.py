@@ -34,13 +34,6 @@ import torch
 from difusion.diffusion.parameterization import eps_from_x0
 
 
-def noise_fraction(alpha, sigma) -> float:
-    """tau = sigma / (alpha + sigma) of the first example (numbers or tensors of alpha_t, sigma_t
-    of any Gaussian path): where a step sits for the interval."""
-    a, s = (float(torch.as_tensor(v).flatten()[0]) for v in (alpha, sigma))
-    return s / (a + s)
-
-
 def check_interval(interval) -> tuple[float, float]:
     """(lo, hi) with 0 <= lo < hi <= 1, or a ConfigError that says how to write it."""
     from difusion.errors import ConfigError
@@ -94,6 +87,8 @@ def guides_at(tau: float, interval: tuple[float, float]) -> bool:
 
 class GuidedDenoiser:
     """Turn a class-conditional denoiser into a guided one; both predictions come from one batch.
+    Written once for every model: the raw (unclipped) x_0 and eps estimates of the two branches are
+    combined with eq. 6, then rescaled and clipped (so the inner denoiser must not clip).
 
     ``null_label`` is the label of the empty condition the network was trained with (our networks:
     ``num_classes``). ``clip_x0`` clamps the guided x_0 estimate to [-1, 1] (images). ``interval``
@@ -121,7 +116,7 @@ class GuidedDenoiser:
         if y is None or self.w == 0.0:
             return self.denoiser(x_t, t, y)  # unconditional, or w = 0: nothing to guide
         if self.interval != (0.0, 1.0):
-            tau = noise_fraction(self.path.alpha_t(t, x_t), self.path.sigma_t(t, x_t))
+            tau = self.path.noise_fraction(t.flatten()[0] if torch.is_tensor(t) else t)
             if not guides_at(tau, self.interval):
                 return self.denoiser(x_t, t, y)  # outside the interval: plain conditional
         n = x_t.shape[0]

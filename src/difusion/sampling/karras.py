@@ -27,26 +27,29 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from difusion.diffusion.path import as_time
 from difusion.errors import ConfigError
 from difusion.sampling.ddpm import Step
 
 
 def karras_timesteps(path, steps: int, rho: float = 7.0, sigma_max: float = 80.0) -> list[float]:
-    """``steps`` + 1 descending times: the Karras grid (EDM eq. 5) as fractional times, then 0."""
+    """``steps`` + 1 descending times: the Karras grid (EDM eq. 5) as fractional times, then 0.
+    It spans the path from ``t_max`` to its first step (t = 1 on DDPM, t_max / 1000 otherwise)."""
     if steps < 1:
         raise ConfigError(f"steps must be at least 1, got {steps}")
-    lam = path.log_snr()
-    s_max, s_min = math.exp(-0.5 * lam[path.T].item()), math.exp(-0.5 * lam[1].item())
+    t_hi, t_lo = path.t_max, (1.0 if path.discrete else path.t_max / 1000)
+    lam_hi, lam_lo = path.log_snr(as_time(t_hi)), path.log_snr(as_time(t_lo))
+    s_max, s_min = math.exp(-0.5 * lam_hi.item()), math.exp(-0.5 * lam_lo.item())
     capped = s_max > sigma_max
     s_max = min(s_max, sigma_max)
     if steps == 1:
-        return [path.t_at_log_snr(-2 * math.log(s_max)).item() if capped else float(path.T), 0.0]
+        return [path.t_at_log_snr(-2 * math.log(s_max)).item() if capped else float(t_hi), 0.0]
     i = torch.arange(steps, dtype=torch.float64) / (steps - 1)
     sig = (s_max ** (1 / rho) + i * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
     ts = path.t_at_log_snr(-2 * sig.log()).tolist()
-    ts[-1] = 1.0  # exact ends
+    ts[-1] = float(t_lo)  # exact ends
     if not capped:
-        ts[0] = float(path.T)
+        ts[0] = float(t_hi)
     return ts + [0.0]
 
 

@@ -1,7 +1,14 @@
 """Every sampler by name, with its time grid: what `difusion sample --sampler NAME --steps N` runs.
 
 All samplers share one signature, ``f(denoiser, path, x_T, timesteps, *, y, noise, callback)``,
-and network evaluations (NFE) per step are 1, except Heun (2, and 1 on the last step).
+run on every path (DDPM, flow, OT, variance exploding) and every model, and make one network
+evaluation (NFE) per step, except Heun (2, and 1 on the last step) and the fm-* ODE solvers (1, 2, 4).
+
+Time grids. The DDPM samplers' grids (ddpm, ddim, dpmpp-2m, euler, heun) are defined on a discrete
+DDPM path: its integer times, or the Karras noise levels between them. On a continuous path they are
+carried over by log-SNR from a ``grid_path`` (a flow run's ``diffusion.schedule``), so a flow model
+visits the noise levels a DDPM of that schedule would; without one they are evenly spaced times.
+The fm-* grids are evenly spaced noise fractions tau = sigma / (alpha + sigma) on every path.
 """
 
 from __future__ import annotations
@@ -10,12 +17,13 @@ from collections.abc import Callable
 
 import torch
 
+from difusion.diffusion.path import as_time
 from difusion.errors import ConfigError
 from difusion.sampling.ddim import ddim_timesteps, sample_ddim
 from difusion.sampling.ddpm import respaced_timesteps, sample_ddpm
 from difusion.sampling.dpm_solver import sample_dpmpp_2m
-from difusion.sampling.flow_ode import flow_grid_timesteps, sample_flow_ode
 from difusion.sampling.karras import karras_timesteps, sample_euler, sample_heun
+from difusion.sampling.ode import ode_timesteps, sample_ode
 
 SAMPLERS = ("ddpm", "ddim", "dpmpp-2m", "euler", "heun", "fm-euler", "fm-heun", "fm-rk4")
 DEFAULT_STEPS = {"ddim": 50, "dpmpp-2m": 20, "euler": 50, "heun": 25}  # ddpm: all T
@@ -25,8 +33,9 @@ SAMPLER_HELP = (
     "ddpm (ancestral, Ho et al. Algorithm 2; all T steps unless --steps), ddim (Song et al. "
     "eq. 12 with --eta; 50), dpmpp-2m (DPM-Solver++(2M); 20), euler or heun (probability-flow "
     "ODE on the Karras sigma grid, rho = 7; 50 and 25, Heun uses 2 network calls a step), "
-    "fm-euler, fm-heun or fm-rk4 (the flow-matching ODE on evenly spaced flow times "
-    "tau = sigma / (alpha + sigma); 50, 25 and 10 steps of 1, 2 and 4 calls)."
+    "fm-euler, fm-heun or fm-rk4 (the probability-flow ODE in rectified-flow coordinates on evenly "
+    "spaced noise fractions tau = sigma / (alpha + sigma); 50, 25 and 10 steps of 1, 2 and 4 "
+    "calls). Every sampler runs on every model."
 )
 
 
@@ -35,17 +44,28 @@ def check_sampler(name: str) -> None:
         raise ConfigError(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")
 
 
-def timesteps_for(name: str, path, steps: int | None, spacing: str = "trailing") -> list:
-    """The descending time grid ``name`` walks for ``steps`` steps (None: its default)."""
+def timesteps_for(
+    name: str, path, steps: int | None, spacing: str = "trailing", grid_path=None
+) -> list:
+    """The descending time grid of ``path`` that ``name`` walks for ``steps`` steps (None: its
+    default). ``grid_path``: the discrete path whose grid a continuous ``path`` borrows (see above)."""
     check_sampler(name)
-    if name == "ddpm":
-        return respaced_timesteps(path.T, steps or path.T)
-    n = min(steps or DEFAULT_STEPS[name], path.T)
-    if name in ("euler", "heun"):
-        return karras_timesteps(path, n)
     if name.startswith("fm-"):
-        return flow_grid_timesteps(path, n)
-    return ddim_timesteps(path.T, n, spacing)
+        return ode_timesteps(path, steps or DEFAULT_STEPS[name])
+    grid = grid_path if grid_path is not None else path
+    if not grid.discrete:  # a continuous path on its own: evenly spaced times
+        n = steps or DEFAULT_STEPS.get(name, 1000)
+        return [grid.t_max * (1 - i / n) for i in range(n)] + [0.0]
+    if name == "ddpm":
+        ts = respaced_timesteps(grid.T, steps or grid.T)
+    elif name in ("euler", "heun"):
+        ts = karras_timesteps(grid, min(steps or DEFAULT_STEPS[name], grid.T))
+    else:
+        ts = ddim_timesteps(grid.T, min(steps or DEFAULT_STEPS[name], grid.T), spacing)
+    if grid is path:
+        return ts
+    # the same noise levels on ``path``: equal log-SNR (t = 0, clean data, stays 0)
+    return [path.t_at_log_snr(grid.log_snr(as_time(t))).item() if t else 0.0 for t in ts]
 
 
 def network_evaluations(name: str, timesteps: list) -> int:
@@ -74,7 +94,7 @@ def run_sampler(
         return sample_ddpm(denoiser, path, x_T, timesteps=timesteps, variance=variance, **common)
     if name == "ddim":
         return sample_ddim(denoiser, path, x_T, timesteps, eta=eta, **common)
-    if name.startswith("fm-"):  # flow ODE solvers, on any denoiser (flow_ode.sample_flow_ode)
-        return sample_flow_ode(name[3:], denoiser, path, x_T, timesteps, **common)
+    if name.startswith("fm-"):  # the ODE solvers in flow coordinates (ode.sample_ode)
+        return sample_ode(name[3:], denoiser, path, x_T, timesteps, **common)
     fn = {"dpmpp-2m": sample_dpmpp_2m, "euler": sample_euler, "heun": sample_heun}[name]
     return fn(denoiser, path, x_T, timesteps, **common)

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import torch
 
-from difusion.build import build_dataset, build_network, build_path
+from difusion.build import build_dataset, build_model, build_network, build_path
 from difusion.config import Config
 from difusion.diffusion.importance import LossAwareSampler
 from difusion.diffusion.losses import diffusion_loss, drop_labels, simple_loss
-from difusion.generate import draw_samples, labels_for, latent_decoder, sample_run
+from difusion.sampling.pipeline import SampleSettings, draw_samples, sample_to_folder
 from difusion.training.objectives import Objective, register
 from difusion.viz import save_grid
 
@@ -110,43 +110,11 @@ class DiffusionObjective(Objective):
             self.t_sampler.load_state(tensors)
 
     def preview(self, model, out: Path, autocast_dtype) -> None:
-        """A quick look during training: 16 samples with 100 respaced steps."""
-        cfg = self.cfg
-        s = draw_samples(
-            model,
-            self.path,
-            self.dataset.shape,
-            n=16,
-            seed=cfg.sample.seed,
-            steps=100,
-            prediction=cfg.diffusion.prediction,
-            variance=cfg.diffusion.variance,
-            clip_x0=cfg.diffusion.clip_x0,
-            autocast_dtype=autocast_dtype,
-            device=self.device,
-            labels=labels_for(cfg, self.dataset.num_classes, 16),
-            progress=False,
-            learn_sigma=cfg.diffusion.learn_sigma,
-            decode=latent_decoder(cfg, self.device),
-        )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if s.x.dim() == 4:
-            save_grid(s.x, out, nrow=8)
+        """A quick look during training: 16 samples with the run's sampler on a short grid."""
+        preview_samples(self, model, out, autocast_dtype, steps=100)
 
     def finish(self, model, run_dir: Path, autocast_dtype, progress: bool) -> dict[str, Path]:
-        d = self.dataset
-        return sample_run(
-            self.cfg,
-            model,
-            self.path,
-            d.shape,
-            run_dir,
-            autocast_dtype,
-            self.device,
-            num_classes=d.num_classes,
-            points=d.data if d.kind == "points" else None,
-            progress=progress,
-        )
+        return finish_samples(self, model, run_dir, autocast_dtype, progress)
 
     def report_lines(self) -> list[str]:
         c = self.cfg.diffusion
@@ -154,6 +122,46 @@ class DiffusionObjective(Objective):
             f"- schedule {c.schedule}, T = {c.T}, prediction {c.prediction}, "
             f"sampling variance {c.variance}"
         ]
+
+
+def _model(objective, network, autocast_dtype):
+    d = objective.dataset
+    return build_model(
+        objective.cfg,
+        network,
+        d.shape,
+        d.num_classes,
+        autocast_dtype=autocast_dtype,
+        device=objective.device,
+    )
+
+
+def preview_samples(objective, network, out: Path, autocast_dtype, steps: int) -> None:
+    """16 samples of a diffusion or flow objective's network as a grid (images only): ancestral
+    DDPM on a DDPM path, Euler of the ODE on a flow path, ``steps`` steps, no guidance."""
+    model = _model(objective, network, autocast_dtype)
+    if not model.images:
+        return
+    sampler = "ddpm" if model.path.discrete else "fm-euler"
+    settings = SampleSettings.from_config(objective.cfg).replace(
+        n=16, steps=steps, sampler=sampler, guidance=0.0, guidance_rescale=0.0
+    )
+    s = draw_samples(model, settings, device=objective.device, progress=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_grid(s.x.clamp(-1, 1), out, nrow=8)
+
+
+def finish_samples(objective, network, run_dir: Path, autocast_dtype, progress: bool):
+    """The run's pictures with its own sampling settings (``sample:``)."""
+    d = objective.dataset
+    return sample_to_folder(
+        _model(objective, network, autocast_dtype),
+        SampleSettings.from_config(objective.cfg),
+        run_dir,
+        device=objective.device,
+        points=d.data if d.kind == "points" else None,
+        progress=progress,
+    )
 
 
 register("diffusion", DiffusionObjective)

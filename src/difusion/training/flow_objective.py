@@ -21,14 +21,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from difusion.build import build_dataset, build_network, build_path
+from difusion.build import build_dataset, build_network
 from difusion.config import Config
-from difusion.diffusion.flow import FLOW_PATHS, TIME_SCALE, FlowPath
+from difusion.diffusion.flow import FLOW_PATHS, FlowPath
 from difusion.errors import ConfigError
-from difusion.generate import labels_for
-from difusion.sampling.flow_ode import FLOW_SOLVERS, NetworkVelocity, flow_times, solve_flow
+from difusion.sampling.denoiser import ModelDenoiser
+from difusion.sampling.ode import ODE_SOLVERS, ode_times, ode_velocity, solve_ode
+from difusion.training.diffusion_objective import finish_samples, preview_samples
 from difusion.training.objectives import Objective, register
-from difusion.viz import save_grid
 
 
 def flow_path(cfg: Config) -> FlowPath:
@@ -71,10 +71,10 @@ def flow_matching_loss(
     autocast_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """The conditional flow-matching loss (Lipman et al. eq. 9): mean ||v_theta(x_t, t) - v||^2."""
-    x_t = path.sample(x0, t, eps)  # x_t = a_t x_0 + b_t eps
-    target = path.target(x0, t, eps)  # v = a'_t x_0 + b'_t eps  (rectified: eps - x_0)
+    x_t = path.q_sample(x0, t, eps)  # x_t = alpha_t x_0 + sigma_t eps
+    target = path.velocity(x0, eps, t)  # u = alpha'_t x_0 + sigma'_t eps  (rectified: eps - x_0)
     with torch.autocast(x0.device.type, autocast_dtype, enabled=autocast_dtype is not None):
-        pred = model(x_t, TIME_SCALE * t, y)  # the network's time input is 1000 t
+        pred = model(x_t, path.time_scale * t, y)  # the network's time input is 1000 t
     return F.mse_loss(pred.float(), target.float())
 
 
@@ -86,7 +86,6 @@ class FlowObjective(Objective):
     def __init__(self, cfg: Config, device: torch.device):
         super().__init__(cfg, device)
         self.flow = flow_path(cfg)
-        self.ddpm_path = build_path(cfg)  # for the DDPM samplers, through VelocityDenoiser
         self.dataset = build_dataset(cfg)
         d = self.dataset
         self.labels = d.labels.to(device) if d.labels is not None else None
@@ -112,8 +111,8 @@ class FlowObjective(Objective):
             raise ConfigError(f"flow.logit_std must be positive, got {f.logit_std}")
         if not 0.0 <= f.sigma_min < 1.0:
             raise ConfigError(f"flow.sigma_min must be in [0, 1), got {f.sigma_min}")
-        if f.reflow_solver not in FLOW_SOLVERS:
-            raise ConfigError(f"flow.reflow_solver must be one of {', '.join(FLOW_SOLVERS)}")
+        if f.reflow_solver not in ODE_SOLVERS:
+            raise ConfigError(f"flow.reflow_solver must be one of {', '.join(ODE_SOLVERS)}")
         if f.reflow_pairs <= 0 or f.reflow_steps <= 0:
             raise ConfigError("flow.reflow_pairs and flow.reflow_steps must be positive")
         if f.reflow and f.ot_coupling:
@@ -148,14 +147,16 @@ class FlowObjective(Objective):
             ) from None
         f = cfg.flow
         amp = autocast_dtype(teacher.config.train.precision, torch.device(device))
-        velocity = NetworkVelocity(teacher.network, amp)
+        den = ModelDenoiser(teacher.network, teacher.path, "velocity", autocast_dtype=amp)
+        velocity = ode_velocity(den, teacher.path)
         g = torch.Generator().manual_seed(cfg.train.seed + 12345)
         eps = torch.randn(f.reflow_pairs, *self.dataset.shape, generator=g)
         x0 = []
         for chunk in tqdm(eps.split(256), desc="reflow pairs", leave=False, disable=True):
-            x0.append(
-                solve_flow(velocity, chunk.to(device), flow_times(f.reflow_steps), f.reflow_solver)
-            )
+            with torch.no_grad():
+                x0.append(
+                    solve_ode(velocity, chunk.to(device), ode_times(f.reflow_steps), f.reflow_solver)
+                )
         return eps.to(device), torch.cat(x0).float()
 
     def describe(self) -> str:
@@ -199,31 +200,10 @@ class FlowObjective(Objective):
 
     def preview(self, model, out: Path, autocast_dtype) -> None:
         """16 samples with 20 Euler steps."""
-        if len(self.dataset.shape) != 3:
-            return
-        g = torch.Generator().manual_seed(self.cfg.sample.seed)
-        x1 = torch.randn(16, *self.dataset.shape, generator=g).to(self.device)
-        y = labels_for(self.cfg, self.dataset.num_classes, 16)
-        y = y.to(self.device) if y is not None else None
-        x = solve_flow(NetworkVelocity(model, autocast_dtype), x1, flow_times(20), "euler", y=y)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_grid(x.clamp(-1, 1), out, nrow=8)
+        preview_samples(self, model, out, autocast_dtype, steps=20)
 
     def finish(self, model, run_dir: Path, autocast_dtype, progress: bool) -> dict[str, Path]:
-        d = self.dataset
-        from difusion.sampling.flow_sample import sample_flow_run
-
-        return sample_flow_run(
-            self.cfg,
-            model,
-            d.shape,
-            run_dir,
-            autocast_dtype,
-            self.device,
-            num_classes=d.num_classes,
-            points=d.data if d.kind == "points" else None,
-            progress=progress,
-        )
+        return finish_samples(self, model, run_dir, autocast_dtype, progress)
 
     def report_lines(self) -> list[str]:
         f = self.cfg.flow

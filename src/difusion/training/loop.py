@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from difusion.config import Config, config_from_dict, load_yaml, save_config
 from difusion.errors import ConfigError, TrainingError
-from difusion.generate import bar_interval
+from difusion.sampling.pipeline import bar_interval
 from difusion.nn import num_parameters
 from difusion.training import distributed
 from difusion.training.checkpoint import (
