@@ -53,21 +53,19 @@ def _child_train(preset: str, overrides: list[str], steps: int) -> dict:
 def _child_sample(preset: str, overrides: list[str], n: int, steps: int, sampler: str) -> dict:
     import torch
 
-    from difusion.build import build_network, build_path
+    from difusion.build import build_model, build_network
     from difusion.config import load_config
-    from difusion.generate import draw_samples
+    from difusion.sampling.pipeline import SampleSettings, draw_samples
     from difusion.training.precision import autocast_dtype
 
     cfg = load_config(preset, overrides)
     shape = (1, 8, 8) if cfg.data.name == "digits" else (1, 28, 28)
     net = build_network(cfg, shape, None)
-    path = build_path(cfg)
     amp = autocast_dtype(cfg.train.precision, torch.device("cpu"))
+    model = build_model(cfg, net, shape, None, autocast_dtype=amp)
     setup = _peak_mb()
-    draw_samples(
-        net, path, shape, n=n, steps=steps, sampler=sampler, autocast_dtype=amp, progress=False,
-        batch_size=cfg.sample.batch_size,
-    )  # fmt: skip
+    settings = SampleSettings.from_config(cfg, n=n, steps=steps, sampler=sampler, guidance=0.0)
+    draw_samples(model, settings, progress=False)
     return {"job": f"sample {sampler}", "batch": min(n, cfg.sample.batch_size), "setup_mb": setup}
 
 

@@ -72,7 +72,7 @@ def test_posterior_is_bayes_rule_on_gaussian_data():
     assert mean.item() == pytest.approx(0.7) and beta_tilde.item() == 0.0
     for t in [2, 37, 100]:
         ab_prev = path.alpha_bar[t - 1].item()
-        a_t = path.alpha[t].item()
+        a_t = path.alpha_table[t].item()
         # x_{t-1} | x_0 ~ N(sqrt(ab_prev) x0, 1 - ab_prev); x_t | x_{t-1} ~ N(sqrt(a_t) x_{t-1}, 1 - a_t).
         # Bayes: precision = 1/(1-ab_prev) + a_t/(1-a_t).
         prec = 1 / (1 - ab_prev) + a_t / (1 - a_t)
@@ -87,8 +87,9 @@ def test_posterior_is_bayes_rule_on_gaussian_data():
         assert mean.item() == pytest.approx(mean_bayes, rel=1e-6, abs=1e-9)
         assert beta_tilde.item() == pytest.approx(1 / prec, rel=1e-6, abs=1e-12)
         assert beta.item() == pytest.approx(path.beta[t].item(), rel=1e-6)
-        # The tables of eq. 7 agree with the general formula.
-        coef = path.posterior_coef_x0[t] * 0.7 + path.posterior_coef_xt[t] * -1.3
+        # Eq. 7's coefficients in Ho et al.'s own names agree with the general formula.
+        ab_t, b_t = path.alpha_bar[t], path.beta[t]
+        coef = (ab_prev**0.5 * b_t / (1 - ab_t)) * 0.7 + (a_t**0.5 * (1 - ab_prev) / (1 - ab_t)) * -1.3
         assert mean.item() == pytest.approx(coef.item(), rel=1e-6, abs=1e-9)
         assert path.beta_tilde[t].item() == pytest.approx(1 / prec, rel=1e-6, abs=1e-12)
 
@@ -139,7 +140,7 @@ def test_eps_parameterized_mean_equals_eq_11():
         a, s = path.alpha_t(t, xt), path.sigma_t(t, xt)
         x0_hat, _ = to_x0_eps("eps", eps, xt, a, s)
         mean, _, _ = path.posterior(x0_hat, xt, t)
-        eq11 = (xt - path.beta[t] / (1 - path.alpha_bar[t]).sqrt() * eps) / path.alpha[t].sqrt()
+        eq11 = (xt - path.beta[t] / (1 - path.alpha_bar[t]).sqrt() * eps) / path.alpha_table[t].sqrt()
         assert torch.allclose(mean, eq11, atol=1e-10)
 
 

@@ -1,10 +1,12 @@
 """The explorer end to end in headless Chromium (Debian's `chromium`, driven by Playwright).
 
-Starts `difusion explore` in a subprocess on a free port, then: moves the forward-process slider and
-checks the picture changes, draws a 10-step sample from a tiny run and checks an image appears,
-asks for a run outside the allowed ones and checks the page refuses it, and checks the page fetched
-nothing from outside this machine. Screenshots go to the test's tmp folder; with
-DIFUSION_SAVE_SCREENSHOTS=1 the reverse-process one is also copied to docs/figures/explorer.png.
+Starts `difusion explore` on a run of the `fashion-mnist` preset (flow matching, class-conditional,
+guided; trained here for a few steps with a tiny network) in a subprocess on a free port, then:
+checks the forward tab shows the run's own path (the rectified flow, t in [0, 1]), moves its slider
+and checks the picture changes, switches to a DDPM schedule, draws a 10-step sample of the flow run
+and checks the samples appear, asks for a run outside the allowed ones and checks the page refuses
+it, and checks the page fetched nothing from outside this machine. Screenshots go to the test's
+tmp folder; with DIFUSION_SAVE_SCREENSHOTS=1 they are also copied to docs/figures/explorer*.png.
 DIFUSION_EXPLORER_RUN=RUN_DIR samples that run instead of the tiny one (for the README picture).
 """
 
@@ -51,18 +53,18 @@ def tiny_run(tmp_path_factory) -> Path:
     from difusion.config import load_config
     from difusion.training.loop import train
 
-    cfg = load_config(
-        "digits",
-        [
-            "model.base_channels=8",
-            "model.channel_mult=[1,2]",
-            "model.attention_levels=[]",
-            "train.steps=30",
-            "train.sample_every=0",
-        ],
-    )
-    out = tmp_path_factory.mktemp("runs") / "tiny-digits"
+    overrides = ["model.base_channels=8", "train.steps=5", "train.minutes=null"]
+    cfg = load_config("fashion-mnist", [*overrides, "train.sample_every=0"])
+    out = tmp_path_factory.mktemp("runs") / "tiny-fashion-mnist"
     return train(cfg, out, progress=False, final_samples=False).run_dir
+
+
+@pytest.fixture(scope="module")
+def run_path(tiny_run):
+    """The run's own Gaussian path, as the page should show it (the preset's: the rectified flow)."""
+    from difusion.app.explorer import RunRegistry
+
+    return RunRegistry([tiny_run]).path(str(tiny_run))
 
 
 @pytest.fixture(scope="module")
@@ -140,24 +142,45 @@ def test_app_starts_quickly(server):
     assert seconds < 60  # the README states the measured value; this only catches a hang
 
 
-def test_forward_slider_changes_the_picture(page, shots):
+def _level_shows(page, text: str) -> None:
+    page.wait_for_function(
+        "t => document.querySelector('#fwd-level').innerText.includes(t)", arg=text
+    )
+
+
+def test_forward_tab_shows_the_runs_path_and_the_slider_moves_it(page, shots, run_path):
     image = page.locator("#fwd-image img")
     image.wait_for()
+    quarter = f"t = {run_path.t_max / 4:g} of"  # the slider starts at t_max / 4 of the run's path
+    _level_shows(page, quarter)
+    assert run_path.describe() in page.locator("#fwd-level").inner_text()
     before = image.get_attribute("src")
-    assert page.locator("#fwd-level").inner_text().startswith("t = 250")
     number = page.locator("#fwd-t input[type=number]")
-    number.fill("900")
+    late = 0.9 * run_path.t_max if not run_path.discrete else round(0.9 * run_path.t_max)
+    number.fill(f"{late:g}")
     number.press("Enter")
     page.wait_for_function(
         "src => { const i = document.querySelector('#fwd-image img'); return i && i.src !== src }",
         arg=before,
     )
-    assert "t = 900" in page.locator("#fwd-level").inner_text()
+    _level_shows(page, f"t = {late:g} of")
+    if not run_path.discrete:  # the rectified flow: alpha_t = 1 - t, sigma_t = t
+        text = page.locator("#fwd-level").inner_text()
+        assert f"alpha_t = {1 - late / run_path.t_max:.4f}" in text
+    # picking a DDPM schedule shows it instead: the slider runs over 0..T
+    page.locator("#fwd-schedule").get_by_label("cosine").check()
+    _level_shows(page, "of T = 1000: DDPM")
+    number.fill("900")
+    number.press("Enter")
+    _level_shows(page, "t = 900 of T = 1000")
     _save(page, shots, "explorer-forward")
 
 
-def test_sampling_shows_an_image(page, shots):
+def test_sampling_shows_an_image(page, shots, run_path):
     page.get_by_role("tab", name="Reverse process").click()
+    # picking the run puts its own sampler and guidance in the controls (the preset: fm-euler, w 2)
+    page.wait_for_function("() => document.querySelector('#rev-about').innerText.includes('step')")
+    assert run_path.describe() in page.locator("#rev-about").inner_text()
     steps = page.locator("#rev-steps input")
     steps.fill("10")
     steps.press("Tab")
@@ -165,10 +188,18 @@ def test_sampling_shows_an_image(page, shots):
     page.locator("#rev-samples img").wait_for()
     page.wait_for_function("() => document.querySelector('#rev-timing').innerText.includes('s')")
     timing = page.locator("#rev-timing").inner_text()
-    assert "samples in" in timing and "10 network calls" in timing
+    assert "16 samples in" in timing and "10 network calls" in timing and "fm-euler" in timing
     assert page.locator("#rev-strip img").get_attribute("src")
     assert page.locator("#rev-message").inner_text().strip() == ""
     _save(page, shots, "explorer")
+    # the samples are a picture, not a blank: the grid has both dark and light pixels
+    import io
+
+    from PIL import Image
+
+    grid = Image.open(io.BytesIO(page.locator("#rev-samples img").screenshot())).convert("L")
+    low, high = grid.getextrema()
+    assert high - low > 100
 
 
 def test_a_path_outside_the_allowed_runs_is_refused(page, shots, server):

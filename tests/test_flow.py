@@ -1,5 +1,5 @@
 """Flow matching: the path algebra, the ODE solvers' orders on an analytic flow, DDIM = flow Euler,
-and the adapters between velocities and denoisers."""
+and a velocity network as a denoiser of its path (every sampler runs on it)."""
 
 import math
 
@@ -9,14 +9,17 @@ import torch
 from difusion.diffusion import DDPMPath
 from difusion.diffusion.flow import FlowPath, GaussianFlow
 from difusion.diffusion.oracle import GaussianMixture, MixtureDenoiser
-from difusion.sampling import ddim_timesteps, sample_ddim
-from difusion.sampling.flow_ode import (
-    DenoiserVelocity,
-    VelocityDenoiser,
-    flow_times,
-    sample_flow_ode,
-    solve_flow,
-)
+from difusion.sampling import ModelDenoiser, ddim_timesteps, sample_ddim
+from difusion.sampling.ode import ode_times, sample_ode, solve_ode
+from difusion.sampling.samplers import timesteps_for
+
+
+def solve_flow(velocity, x1, times, method, callback=None):
+    """The generic solver on a native flow time (t = tau on the rectified path)."""
+    return solve_ode(velocity, x1, times, method, callback=callback)
+
+
+flow_times = ode_times
 
 
 @pytest.mark.parametrize("kind,sigma_min", [("rectified", 0.0), ("ot", 0.1)])
@@ -24,25 +27,24 @@ def test_path_ends_target_and_inverse(kind, sigma_min):
     p = FlowPath(kind, sigma_min)
     g = torch.Generator().manual_seed(0)
     x0, eps = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
-    assert torch.allclose(p.sample(x0, 1.0, eps), eps)  # t = 1 is pure noise
-    assert torch.allclose(p.sample(x0, 0.0, eps), x0 + sigma_min * eps)  # t = 0 is (smoothed) data
-    t = torch.rand(5, generator=g)
+    assert torch.allclose(p.q_sample(x0, 1.0, eps), eps)  # t = 1 is pure noise
+    assert torch.allclose(p.q_sample(x0, 0.0, eps), x0 + sigma_min * eps)  # t = 0: smoothed data
+    t = torch.rand(5, generator=g, dtype=torch.float64)
     # the target is the time derivative of the path (finite difference)
     h = 1e-4
-    fd = (
-        p.sample(x0.double(), t.double() + h, eps.double())
-        - p.sample(x0.double(), t.double() - h, eps.double())
-    ) / (2 * h)
-    assert torch.allclose(fd, p.target(x0, t, eps).double(), atol=1e-6)
+    x0, eps = x0.double(), eps.double()
+    fd = (p.q_sample(x0, t + h, eps) - p.q_sample(x0, t - h, eps)) / (2 * h)
+    assert torch.allclose(fd, p.velocity(x0, eps, t), atol=1e-6)
     if kind == "rectified":
-        assert torch.allclose(p.target(x0, t, eps), eps - x0)
+        assert torch.allclose(p.velocity(x0, eps, t), eps - x0)
     # (x_t, v) -> (x_0, eps) inverts the path
-    x_t, v = p.sample(x0, t, eps), p.target(x0, t, eps)
-    x0_hat, eps_hat = p.x0_eps(x_t, t, v)
-    assert torch.allclose(x0_hat, x0, atol=1e-5) and torch.allclose(eps_hat, eps, atol=1e-5)
-    # the SNR map: b/a at time_at_ratio(r) is r
-    r = torch.tensor([0.5, 1.0, 3.0])
-    assert torch.allclose(p.ratio(p.time_at_ratio(r)), r.double())
+    x_t, v = p.q_sample(x0, t, eps), p.velocity(x0, eps, t)
+    x0_hat, eps_hat = p.to_x0_eps("velocity", v, x_t, t)
+    assert torch.allclose(x0_hat, x0, atol=1e-10) and torch.allclose(eps_hat, eps, atol=1e-10)
+    # the SNR map: sigma / alpha at t_at_log_snr(-2 log r) is r
+    r = torch.tensor([0.5, 1.0, 3.0], dtype=torch.float64)
+    tr = p.t_at_log_snr(-2 * r.log())
+    assert torch.allclose(p.sigma(tr) / p.alpha(tr), r)
 
 
 def _gauss(kind="rectified", sigma_min=0.0, s=0.5):
@@ -60,7 +62,7 @@ def test_analytic_velocity_is_the_posterior_expectation():
     x0 = g.mu + g.s * torch.randn(400_000, 2, generator=gen, dtype=torch.float64)
     eps = torch.randn(400_000, 2, generator=gen, dtype=torch.float64)
     t = 0.4
-    x_t = g.path.sample(x0, t, eps)
+    x_t = g.path.q_sample(x0, t, eps)
     near = (x_t - torch.tensor([0.8, -0.2], dtype=torch.float64)).norm(dim=1) < 0.05
     mc = (eps - x0)[near].mean(0)
     exact = g.velocity(torch.tensor([[0.8, -0.2]], dtype=torch.float64), t)[0]
@@ -103,26 +105,27 @@ def _mixture():
     return GaussianMixture(torch.tensor([0.3, 0.3, 0.4]), mu, cov)
 
 
-class _FlowPathAsGaussian:
-    """The rectified flow path with alpha = 1 - t, sigma = t, for the mixture oracle."""
-
-    def alpha_t(self, t, like):
-        return (1 - torch.as_tensor(t, dtype=like.dtype)).reshape(-1, *([1] * (like.dim() - 1)))
-
-    def sigma_t(self, t, like):
-        return torch.as_tensor(t, dtype=like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
-
-
 def _oracle_velocity(mix):
     """The exact flow-matching velocity of the mixture: E[eps - x_0 | x_tau] from E[x_0 | x_tau]."""
-    den = MixtureDenoiser(mix, _FlowPathAsGaussian())
+    den = MixtureDenoiser(mix, FlowPath())
 
     def v(x, tau, y=None):
-        tau = tau.double().clamp(1e-9, 1 - 1e-9)
-        x0, eps = den(x.double(), tau, y)
+        tau = torch.as_tensor(tau, dtype=torch.float64).clamp(1e-9, 1 - 1e-9)
+        x0, eps = den(x.double(), tau.expand(x.shape[0]), y)
         return eps - x0
 
     return v
+
+
+class _VelocityNet(torch.nn.Module):
+    """A "network" that outputs the mixture's exact velocity at network time 1000 t."""
+
+    def __init__(self, mix):
+        super().__init__()
+        self.v = _oracle_velocity(mix)
+
+    def forward(self, x, t_net, y=None):
+        return self.v(x, t_net.double() / 1000.0, y)
 
 
 def test_ddim_is_flow_euler_nakkiran_claim():
@@ -148,7 +151,7 @@ def test_ddim_is_flow_euler_nakkiran_claim():
         x_T / scales[0],
         taus,
         "euler",
-        callback=lambda s: flow_states.append(s.x),
+        callback=lambda i, t, s, x, x0: flow_states.append(x),
     )
     for k, (xd, xf) in enumerate(zip(ddim_states, flow_states, strict=True)):
         assert torch.allclose(xd / scales[k + 1], xf, atol=1e-8), k
@@ -156,34 +159,39 @@ def test_ddim_is_flow_euler_nakkiran_claim():
     assert (ddim_states[-1].mean(0) - mix.sample(20000)[0].mean(0)).norm() < 0.2
 
 
-def test_velocity_denoiser_and_denoiser_velocity_are_inverse():
+def test_a_velocity_network_is_a_denoiser_of_its_path_and_matches_ddpm_at_equal_snr():
+    # ModelDenoiser turns the velocity into (x_0, eps) on the flow path; at the flow time with the
+    # DDPM time's SNR and x scaled by 1 / (alpha + sigma), both oracles are the same function.
     mix = _mixture()
-    path = DDPMPath.from_schedule("linear", 1000)
-    oracle = MixtureDenoiser(mix, path)
-    as_den = VelocityDenoiser(_oracle_velocity(mix), FlowPath(), path)
+    path, flow = DDPMPath.from_schedule("linear", 1000), FlowPath()
+    ddpm_oracle = MixtureDenoiser(mix, path)
+    as_den = ModelDenoiser(_VelocityNet(mix), flow, "velocity")
     x = torch.randn(64, 2, dtype=torch.float64)
     for t in (1, 17, 250, 600.5, 999):
-        a, b = oracle(x, t), as_den(x, t)
-        assert torch.allclose(a[0], b[0], atol=1e-6) and torch.allclose(a[1], b[1], atol=1e-6), t
-    # a denoiser seen as a velocity is the flow oracle's velocity
-    as_vel = DenoiserVelocity(oracle, path)
-    v = _oracle_velocity(mix)
-    for tau in (0.05, 0.3, 0.7, 0.95):
-        tv = torch.full((64,), tau, dtype=torch.float64)
-        assert torch.allclose(as_vel(x, tv), v(x, tv), atol=1e-4), tau
+        a, s = path.alpha_sigma(t)
+        tau = flow.t_at_noise_fraction(path.noise_fraction(t))
+        x0_d, eps_d = ddpm_oracle(x, t)
+        x0_f, eps_f = as_den(x / (a + s), tau)
+        assert torch.allclose(x0_d, x0_f.double(), atol=1e-5), t
+        assert torch.allclose(eps_d, eps_f.double(), atol=1e-5), t
 
 
-def test_ddim_on_a_flow_model_matches_fm_euler_on_it():
-    # every DDPM sampler runs on a velocity model through VelocityDenoiser; the fm-* samplers run on
-    # any denoiser. DDIM on the adapted velocity equals flow-Euler on the matched grid.
+def test_ddim_on_a_flow_model_matches_fm_euler_on_it_and_ddim_on_ddpm():
+    # every sampler runs on a velocity model's own path; with the DDPM grid carried over by
+    # log-SNR, DDIM on the flow model equals flow-Euler on the same grid (Nakkiran et al.), and
+    # equals DDIM on the DDPM oracle (the samplers are scale-equivariant: x_flow = x_ddpm / (a + s))
     mix = _mixture()
-    path = DDPMPath.from_schedule("cosine", 1000)
-    den = VelocityDenoiser(_oracle_velocity(mix), FlowPath(), path)
-    ts = ddim_timesteps(path.T, 8)
+    path, flow = DDPMPath.from_schedule("cosine", 1000), FlowPath()
+    den = ModelDenoiser(_VelocityNet(mix), flow, "velocity")
+    ts = timesteps_for("ddim", flow, 8, grid_path=path)
     x_T = torch.randn(300, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
-    a = sample_ddim(den, path, x_T, ts)
-    b = sample_flow_ode("euler", MixtureDenoiser(mix, path), path, x_T, ts)
-    assert torch.allclose(a, b, atol=1e-6)
+    x_start = flow.prior_std(ts[0]) * x_T
+    a = sample_ddim(den, flow, x_start, ts)
+    b = sample_ode("euler", den, flow, x_start, ts)
+    assert torch.allclose(a, b, atol=1e-5)
+    c = sample_ddim(MixtureDenoiser(mix, path), path, x_T, ddim_timesteps(path.T, 8))
+    assert torch.allclose(a, c, atol=1e-4)
+    assert (a.mean(0) - mix.sample(20000)[0].mean(0)).norm() < 0.3  # and they reach the data
 
 
 def test_mixture_flow_matches_the_gaussian_flow_and_moves_the_base_to_the_data():

@@ -88,12 +88,12 @@ def test_bits_per_dim_convention():
 
 def test_ode_likelihood_of_a_ddpm_denoiser_is_the_data_density():
     """The probability-flow ODE of a DDPM path, driven by the exact denoiser of a Gaussian mixture
-    and run in rectified-flow time through DenoiserVelocity, gives the mixture's log-density: the
+    and run in rectified-flow coordinates (sampling/ode.py), gives the mixture's log-density: the
     ODE likelihood of a DDPM model is the same computation as a flow model's."""
     from difusion.diffusion import DDPMPath
     from difusion.diffusion.oracle import GaussianMixture, MixtureDenoiser
     from difusion.diffusion.schedules import make_betas
-    from difusion.sampling.flow_ode import DenoiserVelocity
+    from difusion.sampling.ode import ode_velocity
 
     path = DDPMPath(make_betas("cosine", 1000))
     mix = GaussianMixture(
@@ -102,7 +102,7 @@ def test_ode_likelihood_of_a_ddpm_denoiser_is_the_data_density():
         torch.stack([0.05 * torch.eye(2), torch.tensor([[0.08, 0.03], [0.03, 0.04]])]),
     )
     x0, _ = mix.sample(100, torch.Generator().manual_seed(0))
-    velocity = DenoiserVelocity(MixtureDenoiser(mix, path), path)
+    velocity = ode_velocity(MixtureDenoiser(mix, path), path)
     log_p, _ = ode_log_likelihood(velocity, x0, steps=100)
     comp = torch.distributions.MultivariateNormal(mix.mu, mix.cov)
     exact = torch.logsumexp(mix.pi.log() + comp.log_prob(x0[:, None, :]), dim=1)

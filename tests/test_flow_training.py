@@ -123,7 +123,7 @@ def test_every_sampler_draws_from_a_flow_run(moons_run, tmp_path, sampler, steps
     assert sw < 0.25 and ed < 0.1, (sampler, sw, ed)
 
 
-def test_fm_samplers_run_on_a_ddpm_model_through_the_adapter():
+def test_fm_samplers_run_on_a_ddpm_model():
     # the flow solvers on an exact DDPM denoiser of a Gaussian mixture reach the mixture
     from difusion.diffusion import DDPMPath
     from difusion.diffusion.oracle import GaussianMixture, MixtureDenoiser
@@ -142,10 +142,8 @@ def test_fm_samplers_run_on_a_ddpm_model_through_the_adapter():
 
 @pytest.mark.slow
 def test_reflow_straightens_one_step_sampling(moons_run, tmp_path):
-    from difusion.generate import draw_samples  # noqa: F401  (import check)
     from difusion.runs import load_run
-    from difusion.sampling.flow_sample import draw_flow_samples
-    from difusion.training.flow_objective import flow_path
+    from difusion.sampling.pipeline import draw_samples
     from difusion.training.loop import train
 
     cfg = load_config(
@@ -162,16 +160,8 @@ def test_reflow_straightens_one_step_sampling(moons_run, tmp_path):
 
     def one_step(run_dir):
         run = load_run(run_dir)
-        s = draw_flow_samples(
-            run.network,
-            flow_path(run.config),
-            run.path,
-            run.shape,
-            n=2000,
-            steps=1,
-            sampler="fm-euler",
-            clip_x0=False,
-            progress=False,
+        s = draw_samples(
+            run.model, run.settings(n=2000, steps=1, sampler="fm-euler"), progress=False
         )
         return _scores(s.x)[0]
 

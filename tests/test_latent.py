@@ -50,8 +50,8 @@ def test_latent_diffusion_trains_and_samples_images_with_any_sampler(first_stage
 
     run = load_run(tmp_path / "ldm")
     for sampler in ("ddim", "dpmpp-2m", "heun"):
-        out = sample_trained_run(run, tmp_path / sampler, n=4, steps=4, sampler=sampler,
-                                 progress=False)  # fmt: skip
+        settings = run.settings(n=4, steps=4, sampler=sampler)
+        out = sample_trained_run(run, tmp_path / sampler, settings, progress=False)
         assert np.load(out["npz"])["images"].shape == (4, 1, 28, 28)
 
 
@@ -63,8 +63,8 @@ def test_guidance_works_unchanged_in_latent_space(first_stage, tmp_path):
     from difusion.runs import load_run, sample_trained_run
 
     run = load_run(tmp_path / "cond")
-    out = sample_trained_run(run, tmp_path / "g", n=4, steps=4, sampler="dpmpp-2m",
-                             guidance=2.0, class_id=3, progress=False)  # fmt: skip
+    settings = run.settings(n=4, steps=4, sampler="dpmpp-2m", guidance=2.0, class_id=3)
+    out = sample_trained_run(run, tmp_path / "g", settings, progress=False)
     npz = np.load(out["npz"])
     assert npz["images"].shape == (4, 1, 28, 28) and (npz["labels"] == 3).all()
 

@@ -39,24 +39,24 @@ from tests.test_sampling import fit_check, three_gaussians  # noqa: E402
 def test_fractional_times_interpolate_log_snr_and_invert():
     path = DDPMPath.from_schedule("linear", 1000)
     t = torch.tensor([1.0, 2.5, 417.3, 999.99, 1000.0], dtype=torch.float64)
-    lam = path.log_snr_at(t)
+    lam = path.log_snr(t)
     assert torch.allclose(path.t_at_log_snr(lam), t, atol=1e-9)
     like = torch.zeros(5, 1, dtype=torch.float64)
     a, s = path.alpha_t(t, like), path.sigma_t(t, like)
     assert torch.allclose(a**2 + s**2, torch.ones_like(a))  # still variance preserving
     # At integer times the interpolation is the table itself.
     ti = torch.tensor([3.0, 500.0], dtype=torch.float64)
-    assert torch.allclose(path.log_snr_at(ti), path.log_snr()[[3, 500]])
+    assert torch.allclose(path.log_snr(ti), path.log_snr(torch.tensor([3, 500])))
     # Between two steps lambda lies between its neighbours.
-    mid = path.log_snr_at(torch.tensor(2.5, dtype=torch.float64))
-    assert path.log_snr()[3] < mid < path.log_snr()[2]
+    mid = path.log_snr(torch.tensor(2.5, dtype=torch.float64))
+    assert path.log_snr(3) < mid < path.log_snr(2)
 
 
 def test_karras_grid_is_eq_5():
     path = DDPMPath.from_schedule("cosine", 1000)
     ts = karras_timesteps(path, 10)
     assert ts[-2] == 1.0 and ts[-1] == 0.0 and len(ts) == 11
-    sig = [math.exp(-0.5 * path.log_snr_at(t).item()) for t in ts[:-1]]
+    sig = [math.exp(-0.5 * path.log_snr(t).item()) for t in ts[:-1]]
     assert abs(sig[0] - 80.0) < 1e-6  # capped at EDM's sigma_max (the cosine path reaches 2e4)
     assert karras_timesteps(path, 10, sigma_max=1e9)[0] == 1000.0
     lo, hi = sig[-1] ** (1 / 7), sig[0] ** (1 / 7)
@@ -343,24 +343,27 @@ def test_guidance_interval_guides_part_of_the_way():
     assert torch.equal(mean_x(3.0, (0.0, 1e-4)), plain)
 
 
-def test_guided_velocity_interval_is_the_flow_time():
-    """On the rectified path the noise fraction is t itself: guided for lo <= t <= hi only."""
-    from difusion.sampling.flow_sample import GuidedVelocity
+def test_guidance_interval_on_the_flow_path_is_the_flow_time():
+    """On the rectified path the noise fraction is t itself: guided for lo <= t <= hi only, by the
+    same GuidedDenoiser as every other path."""
+    from difusion.diffusion.flow import FlowPath
 
     calls = []
 
-    def velocity(x, t, y):
+    def denoiser(x, t, y):
         calls.append(x.shape[0])
-        return x + (y == 2).double()[:, None]  # the null label 2 shifts the field by 1
+        shift = (y == 2).double()[:, None]  # the null label 2 shifts both estimates by 1
+        return x + shift, x - shift
 
     x = torch.zeros(3, 2, dtype=torch.float64)
     y = torch.tensor([0, 1, 0])
-    guided = GuidedVelocity(velocity, 1.5, 2, interval=(0.25, 0.5))
+    guided = GuidedDenoiser(denoiser, FlowPath(), 1.5, 2, interval=(0.25, 0.5))
     for t, inside in ((0.1, False), (0.25, True), (0.4, True), (0.6, False)):
         calls.clear()
-        v = guided(x, torch.full((3,), t, dtype=torch.float64), y)
-        # v_c = 0, v_u = 1: (1 + w) v_c - w v_u = -1.5 inside, v_c = 0 outside
-        assert torch.equal(v, torch.full_like(x, -1.5 if inside else 0.0))
+        x0, eps = guided(x, torch.full((3,), t, dtype=torch.float64), y)
+        # x0_c = 0, x0_u = 1: (1 + w) x0_c - w x0_u = -1.5 inside, x0_c = 0 outside
+        assert torch.equal(x0, torch.full_like(x, -1.5 if inside else 0.0))
+        assert torch.equal(eps, torch.full_like(x, 1.5 if inside else 0.0))
         assert calls == [6 if inside else 3]
 
 

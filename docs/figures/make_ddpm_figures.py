@@ -73,7 +73,7 @@ def alpha_bar(out: Path) -> Path:
     for name, color in COLORS.items():
         path = DDPMPath.from_schedule(name, T)
         ax1.plot(u, path.alpha_bar, color=color, label=name)
-        lam = path.log_snr()  # +inf at t = 0: leave that point out
+        lam = path.log_snr(torch.arange(path.T + 1))  # +inf at t = 0: leave that point out
         ax2.plot(u[1:], lam[1:], color=color, label=name)
     ax1.set_xlabel("t / T")
     ax1.set_ylabel(r"$\bar\alpha_t$")

@@ -69,7 +69,7 @@ def variances() -> None:
         s2 = 0.25
         ab = path.alpha_bar[t]
         var_x0 = s2 * (1 - ab) / (ab * s2 + 1 - ab)
-        true = path.beta_tilde[t] + path.posterior_coef_x0[t] ** 2 * var_x0
+        true = path.beta_tilde[t] + (path.alpha_bar_prev[t].sqrt() * path.beta[t] / (1 - path.alpha_bar[t])) ** 2 * var_x0
         ax.plot(t, true, "--", label="exact, Gaussian data (s = 0.5)")
         ax.set_yscale("log")
         ax.set_title(f"{name} schedule")

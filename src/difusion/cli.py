@@ -15,7 +15,7 @@ import typer
 
 from difusion.errors import DifusionError
 from difusion.sampling.guidance import INTERVAL_HELP, interval_suffix, parse_interval
-from difusion.sampling.samplers import SAMPLER_HELP, check_sampler, timesteps_for
+from difusion.sampling.samplers import SAMPLER_HELP
 
 app = typer.Typer(
     add_completion=False,
@@ -323,105 +323,18 @@ def eval_(
     Every number is stated with its feature network, its sample count and its reference set. With a
     run folder, draws --n samples first (seeded: sample i uses seed + i) and records the run's step.
     """
-    from difusion.segmentation.commands import eval_segmentation, is_segmentation_run
-
-    if target.is_dir() and is_segmentation_run(target):  # Dice, IoU, AP50 next to Otsu
-        table, written = eval_segmentation(target, data, out)
-        typer.echo(f"{table}\nwritten: {written}")
-        return
-    from difusion.evaluation import evaluate, file_sha256, load_samples, write_json
+    from difusion.run_eval import EvalOptions, evaluate_target
     from difusion.training.distributed import default_device
 
-    device = default_device()
-    setup: dict = {}
-    from difusion.autoencoders.run import autoencoder_cli, is_autoencoder_run
-
-    if target.is_dir() and is_autoencoder_run(target):  # reconstruction, NLL, codebook, FID
-        return autoencoder_cli("eval", target, n=n, out=out, progress=not quiet)
-    if nll:
-        from difusion.metrics.nll import nll_line, run_nll, write_nll
-        from difusion.runs import load_run
-
-        if not target.is_dir():
-            raise DifusionError(f"--nll needs a run folder; {target} is not one")
-        run = load_run(target, device)
-        if ode_steps is not None or run.config.objective == "flow":
-            from difusion.metrics.nll_ode import ode_nll_line, run_ode_nll
-
-            result = run_ode_nll(
-                run, n=nll_images, steps=ode_steps or 100, seed=seed, device=device,
-                progress=not quiet,
-            )  # fmt: skip
-            typer.echo(ode_nll_line(result))
-            typer.echo(f"written: {write_nll(result, out or target / 'nll-ode.json')}")
-            return
-        result = run_nll(
-            run, n=nll_images, variance=variance, seed=seed,
-            device=device, progress=not quiet,
-        )  # fmt: skip
-        typer.echo(nll_line(result))
-        typer.echo(f"written: {write_nll(result, out or target / 'nll.json')}")
-        return
-    if target.is_dir():
-        from difusion.runs import samples_for_eval
-
-        check_sampler(sampler)
-        samples_path, run = samples_for_eval(
-            target,
-            n=n,
-            seed=seed,
-            steps=steps,
-            device=device,
-            progress=not quiet,
-            sampler=sampler,
-            eta=eta,
-            guidance=guidance,
-            guidance_interval=None if interval is None else parse_interval(interval),
-        )
-        folder = samples_path.parent
-        from difusion.data.latents import image_dataset_of
-
-        ref = ref or f"{image_dataset_of(run.config)}:test"
-        setup.update(
-            run=str(target),
-            run_step=run.step,
-            sampler=sampler + (f" (eta {eta:g})" if sampler == "ddim" else ""),
-            sampling_steps=len(run.model.timesteps(run.settings(sampler=sampler, steps=steps)))
-            - 1,
-            guidance=run.config.sample.guidance if guidance is None else guidance,
-            guidance_interval=parse_interval(interval)
-            if interval is not None
-            else list(run.config.sample.guidance_interval),
-        )
-        out = out or folder / f"eval-{features}.json"
-    elif target.is_file():
-        samples_path = target
-        out = out or target.with_name(f"{target.stem}-eval-{features}.json")
-    else:
-        raise DifusionError(f"{target} is neither a samples .npz nor a run folder")
-    if not ref:
-        raise DifusionError(
-            "say which reference set to compare with, e.g. --ref fashion-mnist:test"
-        )
-    images, labels, info = load_samples(samples_path)
-    result = evaluate(
-        images,
-        labels,
-        reference=ref,
-        metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
-        features=features,
-        n_reference=n_ref,
-        device=device,
-        progress=not quiet,
-    )
-    result.setup.update(
-        setup,
-        samples=str(samples_path),
-        samples_sha256=file_sha256(samples_path),
-        seeds=info["seeds"],
-    )
-    typer.echo(result.table())
-    typer.echo(f"written: {write_json(result, out)}")
+    opts = EvalOptions(
+        n=n, ref=ref, features=features, metrics=metrics, seed=seed, steps=steps,
+        sampler=sampler, eta=eta, guidance=guidance,
+        interval=None if interval is None else parse_interval(interval), n_ref=n_ref, out=out,
+        progress=not quiet, nll=nll, nll_images=nll_images, ode_steps=ode_steps, data=data,
+        variance=variance,
+    )  # fmt: skip
+    for line in evaluate_target(target, opts, default_device()):
+        typer.echo(line)
 
 
 @app.command(short_help="Run a named experiment; tables and plots go to docs/results/NAME/.")

@@ -5,6 +5,13 @@ arrays (H, W, 3) plus numbers, so they can be tested without a browser. Inputs f
 bounded here (``LIMITS``) and a bad one raises :class:`difusion.errors.DifusionError` with a
 one-line message that the page shows. Only run folders the explorer was started with (or folders
 under its ``root``) can be opened: :class:`RunRegistry` refuses any other path.
+
+Every generative run (DDPM with fixed or learned variance, flow matching, latent diffusion,
+class-conditional with guidance) is sampled through the lab's one pipeline: the run's
+``GenerativeModel`` (``run.model``) knows its path, what its network predicts and how to decode, and
+a ``SampleSettings`` says how to sample, as for ``difusion sample``. The forward tab draws any
+Gaussian path (a run's own, or a DDPM schedule) through the path interface: x_t = alpha_t x_0 +
+sigma_t eps.
 """
 
 from __future__ import annotations
@@ -24,19 +31,15 @@ import torch
 import yaml
 
 from difusion.diffusion import SCHEDULES, DDPMPath
+from difusion.diffusion.path import as_time
 from difusion.errors import DifusionError
-from difusion.generate import latent_decoder
-from difusion.sampling import GuidedDenoiser, ModelDenoiser, PerImageNoise, seeds_for
-from difusion.sampling.samplers import (
-    SAMPLERS,
-    check_sampler,
-    network_evaluations,
-    run_sampler,
-    timesteps_for,
-)
+from difusion.sampling.noise import PerImageNoise, seeds_for
+from difusion.sampling.samplers import SAMPLERS, check_sampler, network_evaluations, run_sampler
 
-if TYPE_CHECKING:  # difusion.runs and difusion.viz pull in matplotlib: imported when first used
+if TYPE_CHECKING:  # these pull in matplotlib (difusion.viz): imported when first used
+    from difusion.diffusion.path import GaussianPath
     from difusion.runs import TrainedRun
+    from difusion.sampling.pipeline import SampleSettings
 
 
 def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, scale: int = 1):
@@ -68,6 +71,10 @@ class Limits:
 
 LIMITS = Limits()
 FORWARD_DATASETS = ("fashion-mnist", "digits", "toy2d")
+# The objectives whose runs are generative models the Reverse and Compare tabs sample (a diffusion
+# model or a flow, each on its own Gaussian path); autoencoder runs go to the Latent space tab.
+GENERATIVE = ("diffusion", "flow")
+SCHEDULE_CHOICE = "a DDPM schedule (below)"  # the forward tab's path menu: no run, a schedule
 
 
 class RunRefused(DifusionError):
@@ -132,9 +139,14 @@ class RunRegistry:
         self._runs[name] = Path(run_dir).resolve()
         return name
 
-    def names(self, objective: str | None = None) -> list[str]:
-        """The labels of the allowed runs (only those of one ``objective`` if given)."""
-        return [n for n, p in self._runs.items() if objective in (None, run_objective(p))]
+    def names(self, objective: str | Sequence[str] | None = None) -> list[str]:
+        """The labels of the allowed runs (only those of ``objective``, one name or several)."""
+        wanted = (objective,) if isinstance(objective, str) else objective
+        return [n for n, p in self._runs.items() if wanted is None or run_objective(p) in wanted]
+
+    def generative(self) -> list[str]:
+        """The labels of the allowed runs that sample: diffusion and flow models."""
+        return self.names(GENERATIVE)
 
     def resolve(self, name: str | None) -> Path:
         """The folder of an allowed run; :class:`RunRefused` for any other name or path."""
@@ -165,9 +177,10 @@ class RunRegistry:
             raise DifusionError(
                 f"{name}: no readable config.yaml in {run_dir} (missing, or not a run folder)"
             )
-        if objective != "diffusion":
+        if objective not in GENERATIVE:
+            where = "; see the Latent space tab" if objective == "autoencoder" else ""
             raise DifusionError(
-                f"{name} is a {objective} run, not a diffusion model; see the Latent space tab"
+                f"{name} is a {objective} run, not a generative model (diffusion or flow){where}"
             )
         ckpt = run_dir / "checkpoint.safetensors"
         if not ckpt.is_file():
@@ -188,6 +201,23 @@ class RunRegistry:
                     ) from None
                 self._loaded[run_dir] = cached = (stamp, run)
             return cached[1]
+
+    def path(self, name: str | None) -> GaussianPath:
+        """The Gaussian path of the allowed generative run ``name``, built from its config.yaml as
+        training built it (``difusion.build.build_path``): no checkpoint needed."""
+        run_dir = self.resolve(name)
+        objective = run_objective(run_dir)
+        if objective not in GENERATIVE:
+            raise DifusionError(
+                f"{name}: a {objective} run has no forward process (give a diffusion or flow run)"
+            )
+        from difusion.build import build_path
+        from difusion.config import config_from_dict, load_yaml
+
+        try:
+            return build_path(config_from_dict(load_yaml(run_dir / "config.yaml")))
+        except DifusionError as e:
+            raise DifusionError(f"{name}: {e}") from None
 
 
 # -- tab 1: the forward process ---------------------------------------------------------------------
@@ -256,18 +286,59 @@ def schedule_path(schedule: str, T) -> DDPMPath:
     return _path(schedule, _check_int("T", T, 2, LIMITS.max_T))
 
 
-def noise_level(path: DDPMPath, t: int) -> dict[str, float]:
-    """alpha_bar_t, SNR_t = alpha_bar_t / (1 - alpha_bar_t) and sigma_t = sqrt(1 - alpha_bar_t)
-    (Ho et al. eq. 4; Kingma et al. 2021 for the SNR) at one integer time t (SNR = inf at t = 0)."""
-    a = float(path.alpha_bar[t])
-    snr = math.inf if t == 0 else a / (1.0 - a)
-    return {"t": t, "alpha_bar": a, "snr": snr, "sigma": math.sqrt(max(0.0, 1.0 - a))}
+def forward_path(
+    registry: RunRegistry | None, choice: str | None, schedule: str = "linear", T=1000
+) -> tuple[GaussianPath, str]:
+    """The path the forward tab draws, and its label: the allowed run ``choice``'s own path (a flow
+    run's rectified flow, a DDPM run's schedule), or with no run (``choice`` empty or
+    ``SCHEDULE_CHOICE``) the DDPM path of ``schedule`` with T steps."""
+    if choice in (None, "", SCHEDULE_CHOICE):
+        return schedule_path(schedule, T), str(schedule)
+    if registry is None:
+        raise DifusionError("no runs were given: pick a schedule")
+    return registry.path(choice), f"run {choice}"
 
 
-def forward_sample(path: DDPMPath, x0: torch.Tensor, t: int, seed: int = 0) -> torch.Tensor:
-    """x_t ~ q(x_t | x_0) (Ho et al. eq. 4): sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps,
+def check_time(path: GaussianPath, t) -> int | float:
+    """``t`` as a time of ``path``: a whole number in 0..T on a discrete (DDPM) path, a number in
+    [0, t_max] on a continuous one (a flow's [0, 1])."""
+    if path.discrete:
+        return _check_int("t", t, 0, path.T)
+    return _check_float("t", t, 0.0, path.t_max)
+
+
+def path_times(path: GaussianPath, count: int) -> list:
+    """``count`` evenly spaced times from 0 to t_max (whole numbers on a discrete path)."""
+    times = np.linspace(0.0, path.t_max, count)
+    if path.discrete:
+        return times.round().astype(int).tolist()
+    return [float(u) for u in times]
+
+
+def noise_level(path: GaussianPath, t) -> dict[str, float]:
+    """The scales of x_t = alpha_t x_0 + sigma_t eps at one time t of any path: alpha_t, sigma_t,
+    alpha_t^2 (DDPM's alpha_bar_t, Ho et al. eq. 4), the signal-to-noise ratio SNR_t = alpha_t^2 /
+    sigma_t^2 = exp(lambda_t) with lambda_t the path's log-SNR (Kingma et al. 2021), and the noise
+    fraction tau_t = sigma_t / (alpha_t + sigma_t) that guidance intervals are given in."""
+    t = check_time(path, t)
+    alpha, sigma = path.alpha_sigma(t)
+    lam = float(path.log_snr(as_time(t)))  # +inf at clean data, -inf where alpha = 0
+    return {
+        "t": t,
+        "alpha": alpha,
+        "sigma": sigma,
+        "alpha_bar": alpha * alpha,
+        "snr": math.exp(lam) if lam < 700 else math.inf,
+        "log_snr": lam,
+        "tau": path.noise_fraction(t),
+    }
+
+
+def forward_sample(path: GaussianPath, x0: torch.Tensor, t, seed: int = 0) -> torch.Tensor:
+    """x_t ~ q(x_t | x_0) = N(alpha_t x_0, sigma_t^2 I) on any path (Ho et al. eq. 4 on DDPM:
+    sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps; the rectified flow: (1 - t) x_0 + t eps),
     with eps drawn from ``seed``, so moving t with a fixed seed shows one noise being scaled in."""
-    t = _check_int("t", t, 0, path.T)
+    t = check_time(path, t)
     eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(int(seed)))
     x0 = x0.to(torch.float32)
     return path.q_sample(x0[None], t, eps[None])[0]
@@ -287,33 +358,62 @@ def picture(x: torch.Tensor, data: torch.Tensor | None = None, label: str = "") 
     return make_grid(x[None], nrow=1, pad=0, scale=scale)
 
 
-def schedule_curves(T: int, t: int, chosen: str = "linear") -> np.ndarray:
-    """alpha_bar_t, SNR_t (log scale) and sigma_t against t for the linear, cosine and sigmoid
-    schedules at this T (Ho et al. eq. 4; Nichol & Dhariwal eq. 17), with the chosen t marked."""
-    import matplotlib.pyplot as plt
-
-    T = _check_int("T", T, 2, LIMITS.max_T)
-    fig, axes = plt.subplots(1, 3, figsize=(10.5, 2.8), dpi=90)
-    ts = np.arange(1, T + 1)
+def reference_paths(path: GaussianPath, label: str = "") -> dict[str, GaussianPath]:
+    """The linear, cosine and sigmoid DDPM schedules to draw beside ``path``: at its T for a DDPM
+    path, at T = 1000 for a continuous one; the schedule named ``label`` itself is left out."""
+    T = path.T if path.discrete else 1000
+    refs = {}
     for name in SCHEDULES:
+        if name == label:
+            continue
         try:
-            path = schedule_path(name, T)
+            refs[name] = schedule_path(name, T)
         except DifusionError:  # linear/sigmoid are not defined for tiny T: leave them out
             continue
-        a = path.alpha_bar.numpy()[1:]
-        lw, alpha = (2.4, 1.0) if name == chosen else (1.2, 0.6)
-        axes[0].plot(ts, a, lw=lw, alpha=alpha, label=name)
-        axes[1].plot(ts, a / np.maximum(1 - a, 1e-300), lw=lw, alpha=alpha, label=name)
-        axes[2].plot(ts, np.sqrt(1 - a), lw=lw, alpha=alpha, label=name)
-    for ax, title in zip(
-        axes, ("alpha_bar_t", "SNR_t (log scale)", "noise level sigma_t"), strict=True
-    ):
-        ax.axvline(t, color="k", lw=1, ls="--")
+    return refs
+
+
+def _curve_times(path: GaussianPath) -> torch.Tensor:
+    if path.discrete:
+        return torch.arange(0, path.T + 1)
+    return torch.linspace(0.0, path.t_max, 401, dtype=torch.float64)
+
+
+def path_curves(
+    path: GaussianPath,
+    t,
+    label: str = "",
+    references: dict[str, GaussianPath] | None = None,
+) -> np.ndarray:
+    """alpha_t, sigma_t, the log-SNR lambda_t = log(alpha_t^2 / sigma_t^2) and the noise fraction
+    tau_t = sigma_t / (alpha_t + sigma_t) against t for ``path`` (thick, black) and, thin, the
+    ``references`` (default: the linear, cosine and sigmoid DDPM schedules, Ho et al. eq. 4 and
+    Nichol & Dhariwal eq. 17), each stretched over ``path``'s span 0..t_max; t is marked."""
+    import matplotlib.pyplot as plt
+
+    references = reference_paths(path, label) if references is None else references
+    fig, axes = plt.subplots(1, 4, figsize=(12.5, 2.8), dpi=90)
+    curves = [(label or path.describe(), path, {"color": "k", "lw": 2.4})]
+    for i, (name, ref) in enumerate(references.items()):
+        span = "" if ref.t_max == path.t_max else f" (t / {ref.t_max:g})"
+        curves.append((name + span, ref, {"color": f"C{i}", "lw": 1.2, "alpha": 0.7}))
+    for name, p, style in curves:
+        ts = _curve_times(p)
+        a, s = p.alpha(ts).numpy(), p.sigma(ts).numpy()
+        lam = p.log_snr(ts).numpy()
+        x = ts.double().numpy() * (path.t_max / p.t_max)
+        finite = np.isfinite(lam)
+        axes[0].plot(x, a, label=name, **style)
+        axes[1].plot(x, s, **style)
+        axes[2].plot(x[finite], lam[finite], **style)
+        axes[3].plot(x, s / np.maximum(a + s, 1e-300), **style)
+    titles = ("alpha_t (scale of x_0)", "sigma_t (scale of eps)", "log-SNR lambda_t", "noise tau_t")
+    for ax, title in zip(axes, titles, strict=True):
+        ax.axvline(float(t), color="k", lw=1, ls="--")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("t")
         ax.grid(alpha=0.3)
-    axes[1].set_yscale("log")
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.canvas.draw()
     image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
@@ -324,31 +424,38 @@ def schedule_curves(T: int, t: int, chosen: str = "linear") -> np.ndarray:
 @dataclass
 class ForwardView:
     x_t: np.ndarray  # the picture of x_t
-    strip: np.ndarray  # x_t at 8 times from 0 to T with the same noise
+    strip: np.ndarray  # x_t at 8 times from 0 to t_max with the same noise
     curves: np.ndarray
     level: dict[str, float]
+    times: list  # the strip's times
 
 
 def forward_view(
-    x0: torch.Tensor, schedule: str, T, t, seed=0, data: torch.Tensor | None = None
+    x0: torch.Tensor,
+    path: GaussianPath,
+    t,
+    seed=0,
+    data: torch.Tensor | None = None,
+    label: str = "",
 ) -> ForwardView:
-    """Everything the forward-process tab shows for one example x_0 at time t."""
-    path = schedule_path(schedule, T)
-    t = _check_int("t", t, 0, path.T)
+    """Everything the forward-process tab shows for one example x_0 at time t of ``path`` (a run's
+    own path or a DDPM schedule's; see :func:`forward_path`)."""
+    t = check_time(path, t)
     seed = _check_int("seed", seed, 0, 2**31 - 1)
     x_t = forward_sample(path, x0, t, seed)
-    times = np.linspace(0, path.T, 8).round().astype(int).tolist()
+    times = path_times(path, 8)
     if x0.dim() == 2:
-        frames = [picture(forward_sample(path, x0, s, seed), data, f"t = {s}") for s in times]
+        frames = [picture(forward_sample(path, x0, s, seed), data, f"t = {s:g}") for s in times]
         strip = np.concatenate(frames, axis=1)
     else:
         column = torch.stack([forward_sample(path, x0, s, seed) for s in times])
         strip = make_grid(column, nrow=len(times), scale=max(1, 96 // x0.shape[-1]))
     return ForwardView(
-        picture(x_t, data, f"t = {t}"),
+        picture(x_t, data, f"t = {t:g}") if x0.dim() == 2 else picture(x_t),
         strip,
-        schedule_curves(path.T, t, schedule),
+        path_curves(path, t, label),
         noise_level(path, t),
+        times,
     )
 
 
@@ -367,18 +474,62 @@ class Trajectory:
     x0: list[torch.Tensor] = field(default_factory=list)
     seconds: float = 0.0  # wall time of the sampler alone
     nfe: int = 0  # network evaluations per sample
+    nrow: int | None = None  # images per grid row: one class per row when the classes take turns
+    settings: SampleSettings | None = None  # how they were drawn (as `difusion sample` would)
 
 
 def class_labels(run: TrainedRun, n: int, class_id) -> torch.Tensor | None:
-    """Labels for a class-conditional run: ``class_id`` for all n samples, or classes 0, 1, ... in
-    turn when it is None or -1; None for an unconditional run (where a class is an error)."""
-    conditional = bool(run.config.model.class_conditional and run.num_classes)
+    """Labels for a class-conditional run, as ``difusion sample`` lays them out
+    (``GenerativeModel.labels``): ``class_id`` for all n samples, or with None (-1 on the page) one
+    class per grid row when n is a multiple of the classes, else the classes in turn; None for an
+    unconditional run (where a class is an error)."""
+    conditional = run.model.num_classes is not None
     if class_id in (None, "", -1):
-        return torch.arange(n) % run.num_classes if conditional else None
-    class_id = _check_int("class", class_id, 0, (run.num_classes or 1) - 1)
+        return run.model.labels(n) if conditional else None
+    class_id = _check_int("class", class_id, 0, (run.model.num_classes or run.num_classes or 1) - 1)
     if not conditional:
         raise DifusionError(f"{run.run_dir.name} is not class-conditional; leave the class empty")
-    return torch.full((n,), class_id, dtype=torch.long)
+    return run.model.labels(n, class_id)
+
+
+def sample_settings(
+    run: TrainedRun,
+    *,
+    sampler: str = "dpmpp-2m",
+    steps=20,
+    seed=0,
+    n=16,
+    class_id=None,
+    guidance=0.0,
+    eta=0.0,
+    interval: tuple[float, float] | None = None,
+) -> SampleSettings:
+    """The page's choices, bounded, as the ``SampleSettings`` that ``difusion sample`` would use:
+    the run's own ``sample:`` section (variance, guidance interval, batch size) with these fields
+    changed. ``class_id`` None or -1: the classes laid out as ``difusion sample`` does. Guidance
+    acts only at noise fractions in ``interval`` (Kynkaanniemi et al. 2024); None means the run's
+    ``sample.guidance_interval``. The run's guidance rescale is kept only while w > 0."""
+    check_sampler(sampler)
+    steps = _check_int("steps", steps, 1, LIMITS.max_steps)
+    n = _check_int("samples", n, 1, LIMITS.max_n if run.model.images else LIMITS.max_points)
+    seed = _check_int("seed", seed, 0, 2**31 - 1)
+    guidance = _check_float("guidance", guidance, 0.0, LIMITS.max_guidance)
+    eta = _check_float("eta", eta, 0.0, 1.0)
+    labels = class_labels(run, n, class_id)  # checks the class against the run
+    if guidance > 0 and labels is None:
+        raise DifusionError(f"{run.run_dir.name} is not class-conditional, so guidance must be 0")
+    settings = run.settings(
+        n=n,
+        seed=seed,
+        sampler=sampler,
+        steps=steps,
+        eta=eta,
+        guidance=guidance,
+        guidance_rescale=None if guidance > 0 else 0.0,
+        guidance_interval=interval,
+        class_id=None if class_id in (None, "", -1) else int(class_id),
+    )
+    return settings.check()
 
 
 @torch.no_grad()
@@ -396,68 +547,79 @@ def reverse_process(
     keep: int = 16,
     interval: tuple[float, float] | None = None,
 ) -> Trajectory:
-    """Sample ``run`` from x_T ~ N(0, I) down to t = 0 with a named sampler (see
-    ``difusion.sampling.samplers``), guided by eps = (1 + w) eps_c - w eps_u (Ho & Salimans eq. 6)
-    when ``guidance`` w > 0, recording x_t and the x_0 estimate of the first ``keep`` samples at
-    ``frames`` evenly spaced steps. Sample i uses seed + i, as ``difusion sample`` does.
+    """Sample ``run`` from x_T ~ N(0, I) at t_max down to t = 0 with a named sampler (see
+    ``difusion.sampling.samplers``), recording x_t and the x_0 estimate of the first ``keep``
+    samples (all of a 2-D cloud) at ``frames`` evenly spaced steps.
 
-    Guidance acts only at noise fractions in ``interval`` (Kynkaanniemi et al. 2024); None means
-    the run's ``sample.guidance_interval``, as ``difusion sample`` does."""
-    check_sampler(sampler)
-    steps = _check_int("steps", steps, 1, LIMITS.max_steps)
-    images = len(run.shape) == 3
-    n = _check_int("samples", n, 1, LIMITS.max_n if images else LIMITS.max_points)
-    seed = _check_int("seed", seed, 0, 2**31 - 1)
-    guidance = _check_float("guidance", guidance, 0.0, LIMITS.max_guidance)
-    eta = _check_float("eta", eta, 0.0, 1.0)
-    labels = class_labels(run, n, class_id)
-    cfg = run.config
-    clip = cfg.diffusion.clip_x0 and images
-    denoiser = ModelDenoiser(
-        run.network, run.path, cfg.diffusion.prediction, clip_x0=clip,
-        learn_sigma=cfg.diffusion.learn_sigma,
+    Any generative run: the run's model (``run.model``: its path, what its network predicts, its
+    decoder for latent diffusion) gives the denoiser -- guided by eps = (1 + w) eps_c - w eps_u
+    (Ho & Salimans eq. 6) when ``guidance`` w > 0 -- and the time grid, exactly as
+    ``difusion sample`` (``draw_samples``) does: sample i starts from seed + i and the samples
+    are the same. See :func:`sample_settings` for the other arguments."""
+    settings = sample_settings(
+        run, sampler=sampler, steps=steps, seed=seed, n=n, class_id=class_id,
+        guidance=guidance, eta=eta, interval=interval,
     )  # fmt: skip
-    decode = latent_decoder(cfg, "cpu")  # a model of latents: show decoded images
-    if guidance > 0:
-        if labels is None:
-            raise DifusionError(
-                f"{run.run_dir.name} is not class-conditional, so guidance must be 0"
-            )
-        if interval is None:
-            interval = tuple(cfg.sample.guidance_interval)
-        denoiser = GuidedDenoiser(
-            denoiser, run.path, guidance, run.num_classes, clip_x0=clip, interval=interval
-        )
-    ts = timesteps_for(sampler, run.path, steps)
+    model = run.model
+    model.network.eval()
+    denoiser = model.denoiser(settings)
+    labels = model.labels(settings.n, settings.class_id)
+    ts = model.timesteps(settings)
+    prior = model.path.prior_std(ts[0])
+    seeds = seeds_for(settings.n, settings.seed)
     record = set(np.linspace(0, len(ts) - 2, min(frames, len(ts) - 1)).round().astype(int).tolist())
-    out = Trajectory(samples=torch.empty(0), labels=labels, nfe=network_evaluations(sampler, ts))
-    k = keep if images else n
-
-    def callback(step) -> None:
-        if step.index in record:
-            out.times.append(float(step.s))
-            x_t, x0 = step.x[:k].clone(), step.x0[:k].clone()
-            out.x_t.append(x_t if decode is None else decode(x_t))
-            out.x0.append(x0 if decode is None else decode(x0))
-
-    noise = PerImageNoise(seeds_for(n, seed))
-    x_T = noise.randn((n, *run.shape))
+    keep = keep if model.images else settings.n
+    seen: dict[int, tuple[float, list, list]] = {}
+    chunks = []
     started = time.perf_counter()
-    x = run_sampler(
-        sampler,
-        denoiser,
-        run.path,
-        x_T,
-        ts,
-        eta=eta,
-        variance=cfg.diffusion.variance,
-        y=labels,
-        noise=noise.randn,
-        callback=callback,
+    for start in range(0, settings.n, settings.batch_size):
+        chunk = seeds[start : start + settings.batch_size]
+        noise = PerImageNoise(chunk)
+        x_T = noise.randn((len(chunk), *model.shape))
+        if abs(prior - 1.0) > 1e-12:  # DDPM and the rectified flow start from N(0, I)
+            x_T = prior * x_T
+        y = labels[start : start + len(chunk)] if labels is not None else None
+        wanted = max(0, keep - start)  # of this chunk's samples, how many the frames keep
+
+        def callback(step, k=wanted) -> None:
+            if k and step.index in record:
+                _, xs, x0s = seen.setdefault(step.index, (float(step.s), [], []))
+                xs.append(step.x[:k].clone())
+                x0s.append(step.x0[:k].clone())
+
+        x = run_sampler(
+            settings.sampler,
+            denoiser,
+            model.path,
+            x_T,
+            ts,
+            eta=settings.eta,
+            variance=settings.variance,
+            y=y,
+            noise=noise.randn,
+            callback=callback,
+        )
+        chunks.append(x if model.decode is None else model.decode(x))
+    seconds = time.perf_counter() - started
+    decode = model.decode or (lambda z: z)  # a model of latents: show decoded images
+    by_class = labels is not None and settings.class_id is None
+    return Trajectory(
+        samples=torch.cat(chunks),
+        labels=labels,
+        times=[seen[i][0] for i in sorted(seen)],
+        x_t=[decode(torch.cat(seen[i][1])) for i in sorted(seen)],
+        x0=[decode(torch.cat(seen[i][2])) for i in sorted(seen)],
+        seconds=seconds,
+        nfe=network_evaluations(settings.sampler, ts),
+        nrow=_grid_columns(settings.n, model.num_classes) if by_class else None,
+        settings=settings,
     )
-    out.seconds = time.perf_counter() - started
-    out.samples = x if decode is None else decode(x)
-    return out
+
+
+def _grid_columns(n: int, num_classes: int | None) -> int | None:
+    from difusion.sampling.pipeline import grid_columns
+
+    return grid_columns(n, num_classes)
 
 
 def samples_picture(x: torch.Tensor, data: torch.Tensor | None = None, nrow=None) -> np.ndarray:
@@ -512,14 +674,32 @@ def run_data(run: TrainedRun) -> torch.Tensor | None:
 
 
 def run_summary(run: TrainedRun) -> str:
-    """One line about a run: data, shape, step, schedule, prediction and whether it has classes."""
-    cfg = run.config
-    classes = f", {run.num_classes} classes" if cfg.model.class_conditional else ""
+    """One line about a run: data, shape, step, its path, what its network predicts, its classes
+    and how it samples by default (its ``sample:`` section)."""
+    cfg, model = run.config, run.model
+    path = model.path.describe()
+    if model.path.discrete:
+        path = f"{cfg.diffusion.schedule} schedule, {path}"
+    extras = ", learned variance" if model.learn_sigma else ""
+    extras += ", decoded by its first stage" if model.decode is not None else ""
+    own = run.settings()
+    steps = f" x {own.steps}" if own.steps else ""
+    if model.num_classes:
+        lo, hi = own.guidance_interval
+        extras += f", {model.num_classes} classes"
+        if own.guidance:
+            steps += f", guidance w = {own.guidance:g} at noise fractions [{lo:g}, {hi:g}]"
     return (
-        f"{cfg.data.name} {'x'.join(map(str, run.shape))}, step {run.step}, "
-        f"{cfg.diffusion.schedule} schedule T = {run.path.T}, predicts {cfg.diffusion.prediction}"
-        f"{classes}"
+        f"{cfg.data.name} {'x'.join(map(str, run.shape))}, {cfg.objective} step {run.step}: "
+        f"{path}; predicts {model.prediction}{extras}. Its own sampler: {own.sampler}{steps}"
     )
+
+
+def run_defaults(run: TrainedRun) -> dict:
+    """The run's own sampler, step count and guidance w (its ``sample:`` section), which the page
+    puts in its controls when the run is picked (20 steps when the run leaves it to the sampler)."""
+    own = run.settings()
+    return {"sampler": own.sampler, "steps": own.steps or 20, "guidance": own.guidance}
 
 
 # -- tab 3: compare ---------------------------------------------------------------------------------
@@ -592,12 +772,12 @@ def guidance_sweep(
 ) -> tuple[np.ndarray, list[Trajectory]]:
     """One row per guidance scale w, each from the same seeds (the same x_T) and class: how
     eps = (1 + w) eps_c - w eps_u (Ho & Salimans eq. 6) pulls the samples toward the class."""
-    if not (run.config.model.class_conditional and run.num_classes):
+    if run.model.num_classes is None:
         raise DifusionError(
             f"{run.run_dir.name} is not class-conditional; a guidance sweep needs a run trained "
-            "with model.class_conditional=true (e.g. the fashion-mnist-cond preset)"
+            "with model.class_conditional=true (e.g. the fashion-mnist preset)"
         )
-    if len(run.shape) != 3:
+    if not run.model.images:
         raise DifusionError("the guidance sweep draws images; this run holds 2-D points")
     n_per_scale = _check_int("samples per scale", n_per_scale, 1, 16)
     if len(scales) * n_per_scale > LIMITS.max_n:
@@ -714,13 +894,16 @@ def train_toy_model(
 
 __all__ = [
     "FORWARD_DATASETS",
+    "GENERATIVE",
     "LIMITS",
     "NO_AUTOENCODER",
     "SAMPLERS",
+    "SCHEDULE_CHOICE",
     "RunRefused",
     "RunRegistry",
     "compare_samplers",
     "dataset_example",
+    "forward_path",
     "forward_sample",
     "forward_view",
     "guidance_sweep",
@@ -728,8 +911,11 @@ __all__ = [
     "latent_space",
     "latent_status",
     "noise_level",
+    "path_curves",
     "reverse_process",
-    "schedule_curves",
+    "run_defaults",
+    "run_summary",
+    "sample_settings",
     "train_toy_model",
     "trajectory_frames",
     "trajectory_strip",

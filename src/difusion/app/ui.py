@@ -21,11 +21,12 @@ from difusion.errors import DifusionError  # noqa: E402
 
 DEFAULT_SAMPLER = "dpmpp-2m"
 INTRO = """# difusion explorer
-Watch diffusion happen. **Forward process**: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps
-(Ho et al. eq. 4). **Reverse process**: a trained network walks noise back to data. **Compare**:
-two samplers on the same noise, and a classifier-free guidance sweep. Inputs are bounded
-(steps <= {max_steps}, samples <= {max_n}); only the runs this explorer was started with can be
-opened."""
+Watch diffusion happen. **Forward process**: x_t = alpha_t x_0 + sigma_t eps on a run's own path or a
+DDPM schedule (Ho et al. eq. 4: alpha_t = sqrt(alpha_bar_t); the rectified flow: x_t = (1 - t) x_0 +
+t eps). **Reverse process**: a trained network (diffusion or flow matching) walks noise back to
+data. **Compare**: two samplers on the same noise, and a classifier-free guidance sweep. Inputs are
+bounded (steps <= {max_steps}, samples <= {max_n}); only the runs this explorer was started with
+can be opened."""
 
 
 def _message(e: Exception) -> str:
@@ -47,27 +48,47 @@ def _available_datasets() -> list[str]:
 def build_app(registry: ex.RunRegistry) -> gr.Blocks:
     """The Blocks of the four tabs, reading runs only through ``registry``."""
     datasets = _available_datasets()
-    runs = registry.names("diffusion")
+    runs = registry.generative()
     with gr.Blocks(title="difusion explorer") as demo:
         gr.Markdown(INTRO.format(max_steps=ex.LIMITS.max_steps, max_n=ex.LIMITS.max_n))
         with gr.Tabs():
             with gr.Tab("Forward process", id="forward"):
-                forward = _forward_tab(datasets)
+                forward = _forward_tab(registry, datasets, runs)
             with gr.Tab("Reverse process", id="reverse"):
-                reverse_run = _reverse_tab(registry, runs)
+                reverse = _reverse_tab(registry, runs)
             with gr.Tab("Compare", id="compare"):
                 compare_run = _compare_tab(registry, runs)
             with gr.Tab("Latent space", id="latent"):
                 latent = _latent_tab(registry)
-        demo.load(forward["fn"], forward["inputs"], forward["outputs"])
+        # the slider's range is the chosen path's (0..T or [0, 1]): set on load, then draw
+        demo.load(forward["repath"], forward["repath_inputs"], forward["repath_outputs"]).then(
+            forward["fn"], forward["inputs"], forward["outputs"]
+        )
+        demo.load(reverse["fn"], reverse["inputs"], reverse["outputs"])
         demo.load(lambda: ex.latent_status(registry), None, latent)
-        _toy_trainer(registry, [reverse_run, compare_run])
+        _toy_trainer(registry, [reverse["run"], compare_run], forward["path"])
     return demo
 
 
-def _forward_tab(datasets: list[str]) -> dict:
+def _slider_for(path, t=None) -> gr.Slider:
+    """The t slider over a path's times: 0..T in steps of 1 (DDPM), [0, t_max] finely (a flow)."""
+    step = 1 if path.discrete else path.t_max / 1000
+    value = path.t_max / 4 if t is None else min(max(float(t), 0.0), path.t_max)
+    if path.discrete:
+        value = round(value)
+    return gr.Slider(minimum=0, maximum=path.t_max, step=step, value=value)
+
+
+def _forward_tab(registry: ex.RunRegistry, datasets: list[str], runs: list[str]) -> dict:
+    choices = [*runs, ex.SCHEDULE_CHOICE]
     with gr.Row():
         with gr.Column(scale=1):
+            path_menu = gr.Dropdown(
+                choices,
+                value=choices[0],
+                label="the forward process of (a run's own path, or a schedule)",
+                elem_id="fwd-path",
+            )
             source = gr.Dropdown(
                 datasets, value=datasets[0], label="x_0 from", elem_id="fwd-source"
             )
@@ -76,7 +97,10 @@ def _forward_tab(datasets: list[str]) -> dict:
                 label="or upload an image", type="numpy", sources=["upload"], height=160
             )
             schedule = gr.Radio(
-                list(ex.SCHEDULES), value="linear", label="schedule", elem_id="fwd-schedule"
+                list(ex.SCHEDULES),
+                value="linear",
+                label="DDPM schedule (picking one shows it instead of the run's path)",
+                elem_id="fwd-schedule",
             )
             T = gr.Number(1000, label=f"T (2..{ex.LIMITS.max_T})", precision=0, elem_id="fwd-T")
             seed = gr.Number(0, label="noise seed", precision=0, elem_id="fwd-seed")
@@ -85,11 +109,14 @@ def _forward_tab(datasets: list[str]) -> dict:
             with gr.Row():
                 x_t = gr.Image(label="x_t", type="numpy", elem_id="fwd-image", height=260)
                 level = gr.Markdown(elem_id="fwd-level")
-            strip = gr.Image(label="x_t at 8 times from 0 to T, same eps", elem_id="fwd-strip")
-    curves = gr.Image(label="the three schedules at this T", elem_id="fwd-curves")
+            strip = gr.Image(label="x_t at 8 times from 0 to t_max, same eps", elem_id="fwd-strip")
+    curves = gr.Image(
+        label="this path (black) and the DDPM schedules: alpha_t, sigma_t, log-SNR, noise fraction",
+        elem_id="fwd-curves",
+    )
     message = gr.Markdown(elem_id="fwd-message")
 
-    def show(source, index, upload, schedule, T, t, seed):
+    def show(choice, source, index, upload, schedule, T, t, seed):
         try:
             data = None
             if source == "uploaded image":
@@ -99,33 +126,61 @@ def _forward_tab(datasets: list[str]) -> dict:
             else:
                 x0 = ex.dataset_example(source, index)
                 data = x0 if source == "toy2d" else None
-            view = ex.forward_view(x0, schedule, T, t, seed, data)
+            path, label = ex.forward_path(registry, choice, schedule, T)
+            view = ex.forward_view(x0, path, t, seed, data, label=label)
         except Exception as e:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), _message(e)
         lv = view.level
+        end = f"T = {path.T}" if path.discrete else f"t_max = {path.t_max:g}"
         text = (
-            f"**t = {lv['t']}** of T = {int(T)}\n\n"
-            f"alpha_bar_t = {lv['alpha_bar']:.4f}\n\n"
-            f"SNR_t = {lv['snr']:.4g}\n\n"
-            f"sigma_t = sqrt(1 - alpha_bar_t) = {lv['sigma']:.4f}"
+            f"**t = {lv['t']:g}** of {end}: {path.describe()}\n\n"
+            f"x_t = alpha_t x_0 + sigma_t eps\n\n"
+            f"alpha_t = {lv['alpha']:.4f} (alpha_t^2 = {lv['alpha_bar']:.4f}, DDPM's alpha_bar_t)"
+            f"\n\nsigma_t = {lv['sigma']:.4f}\n\n"
+            f"SNR_t = alpha_t^2 / sigma_t^2 = {lv['snr']:.4g}\n\n"
+            f"noise fraction sigma_t / (alpha_t + sigma_t) = {lv['tau']:.4f}"
         )
         return view.x_t, text, view.strip, view.curves, ""
 
-    inputs = [source, index, upload, schedule, T, t, seed]
+    def repath(choice, schedule, T, t, keep=False):
+        """The slider over the chosen path's times; t kept when the path keeps its span."""
+        try:
+            path, _ = ex.forward_path(registry, choice, schedule, T)
+        except Exception as e:
+            return gr.skip(), _message(e)
+        return _slider_for(path, t if keep else None), ""
+
+    def to_schedule():
+        return gr.Dropdown(value=ex.SCHEDULE_CHOICE)
+
+    inputs = [path_menu, source, index, upload, schedule, T, t, seed]
     outputs = [x_t, level, strip, curves, message]
-    for component in (source, index, schedule, seed, upload):
+    for component in (source, index, seed, upload):
         component.change(show, inputs, outputs, trigger_mode="always_last")
     t.change(show, inputs, outputs, trigger_mode="always_last", show_progress="hidden")
+    path_menu.input(repath, [path_menu, schedule, T, t], [t, message]).then(show, inputs, outputs)
+    schedule.input(to_schedule, None, path_menu).then(
+        lambda c, s, T, t: repath(c, s, T, t, keep=True), [path_menu, schedule, T, t], [t, message]
+    ).then(show, inputs, outputs)
 
     def rescale_slider(T, t):
         try:
             T = ex._check_int("T", T, 2, ex.LIMITS.max_T)
         except DifusionError as e:
-            return gr.skip(), _message(e)
-        return gr.Slider(maximum=T, value=min(int(t), T)), ""
+            return gr.skip(), gr.skip(), _message(e)
+        slider = gr.Slider(minimum=0, maximum=T, step=1, value=min(int(float(t)), T))
+        return gr.Dropdown(value=ex.SCHEDULE_CHOICE), slider, ""
 
-    T.submit(rescale_slider, [T, t], [t, message]).then(show, inputs, outputs)
-    return {"fn": show, "inputs": inputs, "outputs": outputs}
+    T.submit(rescale_slider, [T, t], [path_menu, t, message]).then(show, inputs, outputs)
+    return {
+        "fn": show,
+        "inputs": inputs,
+        "outputs": outputs,
+        "repath": repath,
+        "repath_inputs": [path_menu, schedule, T, t],
+        "repath_outputs": [t, message],
+        "path": path_menu,
+    }
 
 
 def _sampling_controls(prefix: str, runs: list[str]) -> dict:
@@ -144,21 +199,31 @@ def _sampling_controls(prefix: str, runs: list[str]) -> dict:
             16, label=f"samples (1..{ex.LIMITS.max_n})", precision=0, elem_id=f"{prefix}-n"
         )
         class_id = gr.Number(
-            -1, label="class (-1: each in turn)", precision=0, elem_id=f"{prefix}-class"
-        )
+            -1, label="class (-1: one per row, or each in turn)", precision=0,
+            elem_id=f"{prefix}-class",
+        )  # fmt: skip
     return {"run": run, "seed": seed, "n": n, "class": class_id}
 
 
-def _reverse_tab(registry: ex.RunRegistry, runs: list[str]) -> gr.Dropdown:
+def _reverse_tab(registry: ex.RunRegistry, runs: list[str]) -> dict:
     with gr.Row():
         with gr.Column(scale=1):
             c = _sampling_controls("rev", runs)
             about = gr.Markdown(elem_id="rev-about")
-            sampler = gr.Dropdown(list(ex.SAMPLERS), value=DEFAULT_SAMPLER, label="sampler")
+            sampler = gr.Dropdown(
+                list(ex.SAMPLERS), value=DEFAULT_SAMPLER, label="sampler", elem_id="rev-sampler"
+            )
             steps = gr.Number(
                 20, label=f"steps (1..{ex.LIMITS.max_steps})", precision=0, elem_id="rev-steps"
             )
-            guidance = gr.Slider(0, 10, value=0, step=0.25, label="guidance w (conditional runs)")
+            guidance = gr.Slider(
+                0,
+                10,
+                value=0,
+                step=0.25,
+                label="guidance w (conditional runs; on the run's noise-fraction interval)",
+                elem_id="rev-guidance",
+            )
             eta = gr.Slider(0, 1, value=0, step=0.05, label="eta (ddim only)")
             go = gr.Button("Sample", variant="primary", elem_id="rev-go")
             message = gr.Markdown(elem_id="rev-message")
@@ -166,7 +231,7 @@ def _reverse_tab(registry: ex.RunRegistry, runs: list[str]) -> gr.Dropdown:
         with gr.Column(scale=2):
             samples = gr.Image(label="samples", type="numpy", elem_id="rev-samples")
             strip = gr.Image(
-                label="first sample: x_t (top) and the x_0 estimate (bottom), T -> 0",
+                label="first sample: x_t (top) and the x_0 estimate (bottom), from t_max to 0",
                 elem_id="rev-strip",
             )
             animation = gr.Image(label="animation", type="filepath", elem_id="rev-animation")
@@ -186,7 +251,7 @@ def _reverse_tab(registry: ex.RunRegistry, runs: list[str]) -> gr.Dropdown:
             )
             data = ex.run_data(run)
             started = time.perf_counter()
-            grid = ex.samples_picture(traj.samples, data)
+            grid = ex.samples_picture(traj.samples, data, nrow=traj.nrow)
             strip_image = ex.trajectory_strip(traj, data=data)
             gif = ex.save_animation(ex.trajectory_frames(traj, data))
             drawing = time.perf_counter() - started
@@ -208,13 +273,20 @@ def _reverse_tab(registry: ex.RunRegistry, runs: list[str]) -> gr.Dropdown:
     )
 
     def describe(run_name):
+        """The run's summary, and its own sampler, steps and guidance put in the controls."""
+        if not run_name:
+            return "", "", gr.skip(), gr.skip(), gr.skip()
         try:
-            return ex.run_summary(registry.load(run_name)), ""
+            run = registry.load(run_name)
+            own = ex.run_defaults(run)
+            summary = ex.run_summary(run)
         except Exception as e:
-            return "", _message(e)
+            return "", _message(e), gr.skip(), gr.skip(), gr.skip()
+        return summary, "", own["sampler"], own["steps"], own["guidance"]
 
-    c["run"].change(describe, c["run"], [about, message])
-    return c["run"]
+    outputs = [about, message, sampler, steps, guidance]
+    c["run"].change(describe, c["run"], outputs)
+    return {"run": c["run"], "fn": describe, "inputs": c["run"], "outputs": outputs}
 
 
 def _compare_tab(registry: ex.RunRegistry, runs: list[str]) -> gr.Dropdown:
@@ -316,7 +388,7 @@ def _latent_tab(registry: ex.RunRegistry) -> gr.Markdown:
     return status
 
 
-def _toy_trainer(registry: ex.RunRegistry, menus: list[gr.Dropdown]) -> None:
+def _toy_trainer(registry: ex.RunRegistry, menus: list[gr.Dropdown], path_menu) -> None:
     """No trained model? A button that trains the tiny 2-D model and adds it to the run menus."""
     with gr.Accordion(
         "No trained model? Train a tiny 2-D one here (about 10 s)", open=not menus[0].value
@@ -341,13 +413,17 @@ def _toy_trainer(registry: ex.RunRegistry, menus: list[gr.Dropdown]) -> None:
                 tempfile.mkdtemp(prefix="difusion-toy2d-"), steps=steps, distribution=distribution
             )
         except Exception as e:
-            return (*[gr.skip()] * len(menus), _message(e))
+            return (*[gr.skip()] * (len(menus) + 1), _message(e))
         name = registry.add(f"toy2d {distribution} (trained here, {int(steps)} steps)", folder)
-        choices = registry.names("diffusion")
+        choices = registry.generative()
         text = f"trained in {seconds:.1f} s; pick **{name}** in the run menus"
-        return (*[gr.Dropdown(choices=choices, value=name) for _ in menus], text)
+        return (
+            *[gr.Dropdown(choices=choices, value=name) for _ in menus],
+            gr.Dropdown(choices=[*choices, ex.SCHEDULE_CHOICE]),
+            text,
+        )
 
-    go.click(train, [distribution, steps], [*menus, message], concurrency_id="cpu")
+    go.click(train, [distribution, steps], [*menus, path_menu, message], concurrency_id="cpu")
 
 
 def launch(

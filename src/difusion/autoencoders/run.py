@@ -109,3 +109,14 @@ def autoencoder_cli(
     m, path = eval_autoencoder_run(run_dir, n or 1000, out=out, progress=progress)
     typer.echo("\n".join(measure_lines(m)))
     typer.echo(f"({time.perf_counter() - t0:.0f} s) written: {path}")
+
+
+def eval_autoencoder_lines(run_dir: Path, opts, device) -> list[str]:
+    """`difusion eval RUN` for an autoencoder run (``run_eval.EVALUATORS``): the printed lines."""
+    import time
+
+    from difusion.autoencoders.scoring import measure_lines
+
+    t0 = time.perf_counter()
+    m, path = eval_autoencoder_run(run_dir, opts.n or 1000, out=opts.out, progress=opts.progress)
+    return [*measure_lines(m), f"({time.perf_counter() - t0:.0f} s) written: {path}"]

@@ -1,11 +1,22 @@
 """Named experiments: recipes that train, evaluate and write results pages."""
 
 from difusion.experiments.runner import (
-    EXPERIMENTS,
-    Experiment,
-    RunSpec,
+    experiment_names,
     get_experiment,
     run_experiment,
+    run_named,
 )
+from difusion.experiments.spec import EvalSpec, Experiment, RunSpec
+from difusion.experiments.training import finished, train_run
 
-__all__ = ["EXPERIMENTS", "Experiment", "RunSpec", "get_experiment", "run_experiment"]
+__all__ = [
+    "EvalSpec",
+    "Experiment",
+    "RunSpec",
+    "experiment_names",
+    "finished",
+    "get_experiment",
+    "run_experiment",
+    "run_named",
+    "train_run",
+]

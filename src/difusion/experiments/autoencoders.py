@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 
 from difusion.errors import DifusionError
-from difusion.experiments.runner import machine
+from difusion.experiments.page import machine, write_page
+from difusion.experiments.training import train_run
 
 _STARTED = time.perf_counter()
 CODE_SIZES = {"small": (16,), "full": (16, 32, 64)}
@@ -35,20 +36,14 @@ def _budget(budget: str) -> list[str]:
 
 
 def train_or_reuse(preset: str, overrides: list[str], run_dir: Path, progress: bool) -> dict:
-    """The measures.json of a finished run in ``run_dir``; trains (or resumes) it first if needed."""
-    from difusion.config import load_config
-    from difusion.training.loop import CHECKPOINT, train
-
-    measures = run_dir / "measures.json"
+    """The measures.json of a finished run in ``run_dir``; trains (or resumes) it first if needed
+    (``train_run``)."""
     started = time.perf_counter()
-    if not measures.exists():
-        cfg = load_config(preset, overrides)
-        resume = (run_dir / CHECKPOINT).exists()
-        train(cfg, run_dir, resume=resume, progress=progress)
+    if train_run(preset, overrides, run_dir, progress) != "reused":
         piece = os.environ.get("DIFUSION_PIECE_MINUTES")  # split a long experiment into pieces
         if piece and time.perf_counter() - _STARTED > 60 * float(piece):
             raise SystemExit(3)  # rerun the same command: it reuses the finished runs
-    m = json.loads(measures.read_text())
+    m = json.loads((run_dir / "measures.json").read_text())
     m.setdefault("train_minutes", _train_minutes(run_dir))
     m["wall_s_here"] = round(time.perf_counter() - started, 1)
     return m
@@ -130,7 +125,6 @@ def code_size(budget: str, runs_root: Path, results_root: Path, progress: bool =
             )
             if progress:
                 print(f"ae-code-size: {label} k={k}: MSE {m['mse']:.4f}")
-    (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     series = {}
     for r in rows:
         xs, ys = series.setdefault(r["model"], ([], []))
@@ -167,9 +161,7 @@ def code_size(budget: str, runs_root: Path, results_root: Path, progress: bool =
         "",
         "![MSE against code size](mse.png)",
     ]
-    page = out / "README.md"
-    page.write_text("\n".join(lines) + "\n")
-    return page
+    return write_page(out, lines, rows)
 
 
 def beta_sweep(budget: str, runs_root: Path, results_root: Path, progress: bool = True) -> Path:
@@ -211,7 +203,6 @@ def beta_sweep(budget: str, runs_root: Path, results_root: Path, progress: bool 
         paths.append(interpolate(model, x[0], x[1], 10))
         if progress:
             print(f"beta-vae: beta={beta:g}: KL {m['kl_nats']:.1f} nats, MSE {m['mse']:.4f}")
-    (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     _plot(
         out / "rate_distortion.png",
         {"beta-VAE": ([r["rate_kl_nats"] for r in rows], [r["mse"] for r in rows])},
@@ -257,9 +248,7 @@ def beta_sweep(budget: str, runs_root: Path, results_root: Path, progress: bool 
         "",
         "![interpolations](interpolations.png)",
     ]
-    page = out / "README.md"
-    page.write_text("\n".join(lines) + "\n")
-    return page
+    return write_page(out, lines, rows)
 
 
 NLL_K = {"small": (1, 10), "full": (1, 50, 5000)}
@@ -321,7 +310,6 @@ def vae_nll(budget: str, runs_root: Path, results_root: Path, progress: bool = T
             if progress:
                 print(f"vae-nll: {data} k={k}: {row[f'nll_k{k}']:.2f} nats")
         rows.append(row)
-    (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     ks = NLL_K[budget]
     total = (time.perf_counter() - t0) / 60
     lines = [
@@ -353,9 +341,7 @@ def vae_nll(budget: str, runs_root: Path, results_root: Path, progress: bool = T
             f"| {r['data']} | {r['train_minutes']} | {r['steps']} | {r['passes']} | {cells} | "
             f"{r[f'seconds_k{ks[-1]}']} s |"
         )
-    page = out / "README.md"
-    page.write_text("\n".join(lines) + "\n")
-    return page
+    return write_page(out, lines, rows)
 
 
 CUSTOM = {"ae-code-size": code_size, "beta-vae": beta_sweep, "vae-nll": vae_nll}

@@ -10,7 +10,6 @@ exact ODE log-likelihood (exact 2-D divergence, RK4) of held-out points comes wi
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -18,7 +17,8 @@ import numpy as np
 import torch
 
 from difusion.errors import DifusionError
-from difusion.experiments.runner import machine
+from difusion.experiments.page import machine, write_page
+from difusion.experiments.training import finished, train_run
 
 NFES = (1, 2, 5, 10, 50)
 
@@ -46,21 +46,13 @@ def _settings(budget: str) -> dict:
 
 
 def _train(preset: str, overrides: list[str], run_dir: Path, progress: bool) -> float:
-    """Train unless ``run_dir`` is finished; the training seconds (from the report if reused)."""
-    from difusion.config import load_config
-    from difusion.training.loop import train
-
+    """Train unless ``run_dir`` is finished (``train_run``); the training seconds, kept beside the
+    run (nan for a run trained by hand)."""
     stamp = run_dir / "train_seconds.txt"
-    if (run_dir / "report.md").exists():  # finished: reuse (trained here, or by hand)
-        return float(stamp.read_text()) if stamp.exists() else float("nan")
     started = time.perf_counter()
-    if (run_dir / "config.yaml").exists():  # interrupted: go on from its checkpoint
-        train(None, run_dir, resume=True, progress=progress)
-    else:
-        train(load_config(preset, overrides), run_dir, progress=progress)
-    seconds = time.perf_counter() - started
-    stamp.write_text(f"{seconds:.1f}\n")
-    return seconds
+    if train_run(preset, overrides, run_dir, progress) != "reused":
+        stamp.write_text(f"{time.perf_counter() - started:.1f}\n")
+    return float(stamp.read_text()) if stamp.exists() else float("nan")
 
 
 # (label, which model, sampler, NFE per step)
@@ -78,51 +70,21 @@ METHODS = (
 )
 
 
-def _draw(run, sampler: str, steps: int, n: int) -> torch.Tensor:
-    from difusion.generate import draw_samples
-    from difusion.sampling.flow_sample import draw_flow_samples
-    from difusion.training.flow_objective import flow_path
+def _draw(run, sampler: str, steps: int, n: int, seed: int = 1000, device="cpu") -> torch.Tensor:
+    """n samples of a loaded run (any model, any sampler; DDIM with eta = 0), seeds seed...."""
+    from difusion.sampling.pipeline import draw_samples
 
-    cfg = run.config
-    if cfg.objective == "flow":
-        s = draw_flow_samples(
-            run.network,
-            flow_path(cfg),
-            run.path,
-            run.shape,
-            n=n,
-            seed=1000,
-            steps=steps,
-            sampler=sampler,
-            clip_x0=False,
-            batch_size=n,
-            progress=False,
-        )
-    else:
-        s = draw_samples(
-            run.network,
-            run.path,
-            run.shape,
-            n=n,
-            seed=1000,
-            steps=steps,
-            prediction=cfg.diffusion.prediction,
-            clip_x0=False,
-            batch_size=n,
-            progress=False,
-            sampler=sampler,
-            eta=0.0,
-        )
-    return s.x.float()
+    settings = run.settings(n=n, seed=seed, steps=steps, sampler=sampler, eta=0.0, batch_size=n)
+    return draw_samples(run.model, settings, device=device, progress=False).x.float()
 
 
 def flow_vs_ddpm(budget: str, runs_root: Path, results_root: Path, progress: bool = True) -> Path:
     """Train (or reuse) the three 2-D models, sample each at equal NFE, write the results page."""
     from difusion.data import load_dataset
     from difusion.diffusion.likelihood_ode import ode_log_likelihood
+    from difusion.metrics.nll_ode import ode_velocity
     from difusion.metrics.two_d import energy_distance, sliced_wasserstein
     from difusion.runs import load_run
-    from difusion.sampling.flow_ode import NetworkVelocity
 
     st = _settings(budget)
     tag = "-small" if budget == "small" else ""
@@ -177,7 +139,7 @@ def flow_vs_ddpm(budget: str, runs_root: Path, results_root: Path, progress: boo
     nll = {}
     for model in ("fm", "reflow"):
         pts = held_out[: st["nll_n"]].float()  # float32: the time embedding is float32
-        log_p, _ = ode_log_likelihood(NetworkVelocity(runs[model].network), pts, steps=50)
+        log_p, _ = ode_log_likelihood(ode_velocity(runs[model]), pts, steps=50)
         nll[model] = -log_p.double().mean().item()
     elapsed = time.perf_counter() - started
     result = {
@@ -188,7 +150,6 @@ def flow_vs_ddpm(budget: str, runs_root: Path, results_root: Path, progress: boo
         "seconds": elapsed,
         "budget": budget,
     }
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     _plot(rows, floor, out / "sw_vs_nfe.png")
     return _page(result, st, out, f"difusion experiment flow-vs-ddpm --budget {budget}")
 
@@ -269,9 +230,7 @@ def _page(result: dict, st: dict, out: Path, command: str) -> Path:
         "",
         "![SW vs NFE](sw_vs_nfe.png)",
     ]
-    page = out / "README.md"
-    page.write_text("\n".join(lines) + "\n")
-    return page
+    return write_page(out, lines, result)
 
 
 def _fmnist_settings(budget: str) -> dict:
@@ -310,11 +269,9 @@ def flow_fmnist(budget: str, runs_root: Path, results_root: Path, progress: bool
     from difusion.data import load_dataset
     from difusion.diffusion.likelihood_ode import bits_per_dim, dequantize, ode_log_likelihood
     from difusion.evaluation import evaluate
+    from difusion.metrics.nll_ode import ode_velocity
     from difusion.runs import load_run, samples_for_eval
-    from difusion.sampling.flow_ode import NetworkVelocity
-    from difusion.sampling.flow_sample import draw_flow_samples
     from difusion.training.distributed import default_device
-    from difusion.training.flow_objective import flow_path
 
     device = default_device()
 
@@ -348,31 +305,20 @@ def flow_fmnist(budget: str, runs_root: Path, results_root: Path, progress: bool
             if k < 1:
                 continue
             t0 = time.perf_counter()
-            s = draw_flow_samples(
-                fm.network,
-                flow_path(fm.config),
-                fm.path,
-                fm.shape,
-                n=st["n"],
-                seed=0,
-                steps=k,
-                sampler=sampler,
-                device=device,
-                progress=False,
-            )
+            x = _draw(fm, sampler, k, st["n"], seed=0, device=device)
             secs = time.perf_counter() - t0
             rows.append(
                 {
                     "method": label,
                     "nfe_budget": nfe,
                     "nfe": k * per_step,
-                    "fid_domain": score(s.x),
+                    "fid_domain": score(x),
                     "sampling_s": round(secs, 1),
                 }
             )
             if progress:
                 print(f"flow-fmnist: {label} NFE {k * per_step}: FID {rows[-1]['fid_domain']:.2f}")
-    if (ddpm_dir / "report.md").exists() and budget == "full":
+    if finished(ddpm_dir) and budget == "full":
         for nfe in st["nfes"]:
             npz, _ = samples_for_eval(
                 ddpm_dir,
@@ -395,12 +341,12 @@ def flow_fmnist(budget: str, runs_root: Path, results_root: Path, progress: bool
             )
     test = load_dataset("fashion-mnist", split="test").data[: st["bpd_n"]].float()
     x = dequantize(test, torch.Generator().manual_seed(0)).to(device)
-    net = fm.network
+    velocity = ode_velocity(fm)
     bpd = {}
     for steps in st["bpd_steps"]:
         t0 = time.perf_counter()
         log_p, _ = ode_log_likelihood(
-            NetworkVelocity(net),
+            velocity,
             x,
             steps=steps,
             method="rk4",
@@ -421,7 +367,6 @@ def flow_fmnist(budget: str, runs_root: Path, results_root: Path, progress: bool
         "n": st["n"],
         "bpd_n": st["bpd_n"],
     }
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     return _fmnist_page(result, out, f"difusion experiment flow-fmnist --budget {budget}")
 
 
@@ -460,9 +405,7 @@ def _fmnist_page(result: dict, out: Path, command: str) -> Path:
     ]
     for steps, b in result["bpd"].items():
         lines.append(f"| {steps} | {b['bpd']:.3f} | {b['se']:.3f} | {b['seconds']} |")
-    page = out / "README.md"
-    page.write_text("\n".join(lines) + "\n")
-    return page
+    return write_page(out, lines, result)
 
 
 CUSTOM = {"flow-vs-ddpm": flow_vs_ddpm, "flow-fmnist": flow_fmnist}

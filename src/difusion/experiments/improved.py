@@ -10,7 +10,7 @@ learned variances, and min-SNR weighting, each a small grid of Fashion-MNIST run
 from __future__ import annotations
 
 from difusion.errors import DifusionError
-from difusion.experiments.runner import EvalSpec, Experiment, RunSpec, as_custom
+from difusion.experiments.spec import EvalSpec, Experiment, RunSpec
 
 # A smaller U-Net than the default preset, so a short budget trains it further; every row of an
 # experiment has the same network and the same number of optimizer steps (equal compute: the
@@ -257,12 +257,12 @@ def min_snr_seeds(budget: str) -> Experiment:
     return exp
 
 
-CUSTOM = {
-    "improved-losses": as_custom(losses),
-    "improved-schedules": as_custom(schedules),
-    "improved-sigma": as_custom(sigma_steps),
-    "min-snr": as_custom(min_snr),
-    "improved-losses-seeds": as_custom(losses_seeds),
-    "improved-schedules-seeds": as_custom(schedules_seeds),
-    "min-snr-seeds": as_custom(min_snr_seeds),
+EXPERIMENTS = {
+    "improved-losses": losses,
+    "improved-schedules": schedules,
+    "improved-sigma": sigma_steps,
+    "min-snr": min_snr,
+    "improved-losses-seeds": losses_seeds,
+    "improved-schedules-seeds": schedules_seeds,
+    "min-snr-seeds": min_snr_seeds,
 }

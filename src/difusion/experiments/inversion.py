@@ -4,12 +4,13 @@ reconstructions, of slerp interpolation between two inverted images, and of inpa
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from difusion.errors import DifusionError
+from difusion.experiments.page import write_page
+from difusion.experiments.training import finished
 
 
 def run_inversion(
@@ -25,7 +26,6 @@ def run_inversion(
     from difusion.data import load_dataset
     from difusion.runs import load_run
     from difusion.sampling import (
-        ModelDenoiser,
         PerImageNoise,
         ddim_timesteps,
         invert_ddim,
@@ -33,25 +33,16 @@ def run_inversion(
         sample_inpaint,
         slerp,
     )
-    from difusion.training.precision import autocast_dtype
     from difusion.viz.grid import default_scale, make_grid
 
-    if not (run_dir / "report.md").exists():
+    if not finished(run_dir):
         raise DifusionError(f"{run_dir} is not a finished run; train it first")
     run = load_run(run_dir)
-    cfg = run.config
-    amp = autocast_dtype(cfg.train.precision, torch.device("cpu"))
-    # Clipping the x_0 estimate to [-1, 1], as the samplers do for images, keeps both directions
-    # stable near t = T, where x_0 = (x_t - sigma_t eps) / alpha_t amplifies the network's error by
-    # 1 / alpha_T (2e4 for the cosine schedule).
-    den = ModelDenoiser(
-        run.network,
-        run.path,
-        cfg.diffusion.prediction,
-        clip_x0=cfg.diffusion.clip_x0,
-        autocast_dtype=amp,
-    )
-    x0 = load_dataset(cfg.data.name, split="test").data[:n].float()
+    # The model's own denoiser clips the x_0 estimate of images to [-1, 1], as the samplers do,
+    # which keeps both directions stable near t = T, where x_0 = (x_t - sigma_t eps) / alpha_t
+    # amplifies the network's error by 1 / alpha_T (2e4 for the cosine schedule).
+    den = run.model.denoiser()
+    x0 = load_dataset(run.config.data.name, split="test").data[:n].float()
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, recon = [], {}
     for s in steps:
@@ -118,7 +109,6 @@ def run_inversion(
     fig.tight_layout()
     fig.savefig(out_dir / "mse.png")
     plt.close(fig)
-    (out_dir / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     lines = [
         "# DDIM inversion: reconstruction against the number of steps",
         "",
@@ -156,9 +146,7 @@ def run_inversion(
         "",
         "![inpainting](inpainting.png)",
     ]
-    page = out_dir / "README.md"
-    page.write_text("\n".join(lines) + "\n")
-    return page
+    return write_page(out_dir, lines, rows)
 
 
 def inversion_settings(budget: str) -> tuple[str, list[int], int]:

@@ -14,14 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from difusion.errors import DifusionError
-from difusion.experiments.runner import (
-    _LC_10,
-    _LC_FULL,
-    EvalSpec,
-    Experiment,
-    RunSpec,
-    run_experiment,
-)
+from difusion.experiments.ddpm import LC_10, LC_FULL
+from difusion.experiments.runner import run_experiment
+from difusion.experiments.spec import EvalSpec, Experiment, RunSpec
+from difusion.experiments.training import train_run
 
 
 def _settings(budget: str):
@@ -36,24 +32,18 @@ def _settings(budget: str):
         ev = EvalSpec(n=64, steps=10, sampler="dpmpp-2m", features=("domain",), n_reference=300)
         return ae, pixel, latent, ev
     if budget == "full":
-        pixel = RunSpec("pixel DDPM, 10 min", "ddpm-fmnist", [*_LC_FULL, "train.minutes=10"],
-                        run=_LC_10)  # fmt: skip
+        pixel = RunSpec("pixel DDPM, 10 min", "ddpm-fmnist", [*LC_FULL, "train.minutes=10"],
+                        run=LC_10)  # fmt: skip
         ev = EvalSpec(n=2000, steps=20, sampler="dpmpp-2m", features=("domain", "inception"))
         return [], pixel, ["train.minutes=7"], ev
     raise DifusionError(f"unknown --budget {budget!r}; choose small or full")
 
 
 def latent_vs_pixel(budget: str, runs_root: Path, results_root: Path, progress: bool = True):
-    from difusion.config import load_config
-    from difusion.training.loop import train
-
     ae, pixel, latent, ev = _settings(budget)
     suffix = "-small" if budget == "small" else ""
     first_stage = runs_root / f"latent-vs-pixel{suffix}" / "first-stage"
-    if not (first_stage / "report.md").exists():
-        resume = (first_stage / "checkpoint.safetensors").exists()
-        cfg = None if resume else load_config("vae-fmnist-spatial", ae)
-        train(cfg, first_stage, resume=resume, progress=progress)
+    train_run("vae-fmnist-spatial", ae, first_stage, progress)
     ldm = RunSpec(
         "latent DDPM, 3 + 7 min" if budget == "full" else "latent DDPM",
         "ldm-fmnist",

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from difusion.errors import DifusionError
-from difusion.experiments.runner import machine
+from difusion.experiments.page import machine, write_page
+from difusion.experiments.training import train_run
 
 # Training steps of one run, seeds per setting, training-set sizes and extra overrides, by budget.
 # small is a smoke test of the whole path (a tiny U-Net, seconds); full is what the results show.
@@ -49,26 +50,6 @@ def _budget(budget: str) -> dict:
     return BUDGETS[budget]
 
 
-def train_or_reuse(run_dir: Path, overrides: list[str], progress: bool) -> tuple[Path, str, float]:
-    """Train ``seg-cells`` with ``overrides`` into ``run_dir``; reuse it if finished (it has
-    scores.json), resume it if a checkpoint is there. Returns (folder, state, seconds)."""
-    from difusion.config import load_config
-    from difusion.training.loop import CHECKPOINT, train
-
-    t0 = time.perf_counter()
-    if (run_dir / "scores.json").exists():
-        return run_dir, "reused", 0.0
-    state = "resumed" if (run_dir / CHECKPOINT).exists() else "trained"
-    cfg = load_config("seg-cells", overrides)
-    train(cfg, run_dir, resume=state == "resumed", progress=progress)
-    if not (run_dir / "scores.json").exists():  # stopped by Ctrl-C / SIGTERM: checkpoint saved
-        raise DifusionError(
-            f"training of {run_dir} was interrupted (checkpoint saved); rerun the experiment to "
-            "resume it"
-        )
-    return run_dir, state, time.perf_counter() - t0
-
-
 def _scores(run_dir: Path, name: str = "scores.json") -> dict:
     return json.loads((run_dir / name).read_text())
 
@@ -94,13 +75,6 @@ def _setup(run_dir: Path) -> str:
 
 def _fmt(x: float) -> str:
     return "n/a" if x != x else f"{x:.3f}"
-
-
-def _write_page(out_dir: Path, lines: list[str]) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    page = out_dir / "README.md"
-    page.write_text("\n".join(lines) + "\n")
-    return page
 
 
 def _bar_plot(groups: dict[str, list[float]], labels: list[str], ylabel: str, out: Path) -> Path:
@@ -147,11 +121,9 @@ def weight_map_experiment(budget: str, runs_root: Path, results_root: Path, prog
     for seed in b["seeds"]:  # seed by seed, so an interrupted experiment has pairs to show
         for use_map in (True, False):
             label = f"{'map' if use_map else 'nomap'}-s{seed}"
-            run_dir, state, _ = train_or_reuse(
-                runs_root / f"seg-weight-map-{budget}" / label,
-                [*_common(b, seed), f"segmentation.weight_map={str(use_map).lower()}"],
-                progress,
-            )
+            run_dir = runs_root / f"seg-weight-map-{budget}" / label
+            overrides = [*_common(b, seed), f"segmentation.weight_map={str(use_map).lower()}"]
+            state = train_run("seg-cells", overrides, run_dir, progress)
             rows.append((use_map, seed, state, run_dir, _scores(run_dir)))
     out = results_root / ("seg-weight-map" + ("-small" if budget == "small" else ""))
     table = [
@@ -182,7 +154,7 @@ def weight_map_experiment(budget: str, runs_root: Path, results_root: Path, prog
     }
     _bar_plot(groups, ["AP@0.5", "pairs separated"], "share", out / "weight_map.png")
     minutes = (time.perf_counter() - t_start) / 60
-    return _write_page(
+    return write_page(
         out,
         [
             "# With and without the border weight map",
@@ -214,18 +186,15 @@ def elastic_experiment(budget: str, runs_root: Path, results_root: Path, progres
         for elastic in (True, False):
             for seed in b["seeds"][:1]:
                 label = f"n{n}-{'elastic' if elastic else 'plain'}-s{seed}"
-                folder = runs_root / f"seg-elastic-{budget}" / label
+                run_dir = runs_root / f"seg-elastic-{budget}" / label
                 if n == 20 and elastic:  # the same run as the weight-map experiment's
-                    folder = runs_root / f"seg-weight-map-{budget}" / f"map-s{seed}"
-                run_dir, state, _ = train_or_reuse(
-                    folder,
-                    [
-                        *_common(b, seed),
-                        f"segmentation.n_train={n}",
-                        f"segmentation.elastic={str(elastic).lower()}",
-                    ],
-                    progress,
-                )
+                    run_dir = runs_root / f"seg-weight-map-{budget}" / f"map-s{seed}"
+                overrides = [
+                    *_common(b, seed),
+                    f"segmentation.n_train={n}",
+                    f"segmentation.elastic={str(elastic).lower()}",
+                ]
+                state = train_run("seg-cells", overrides, run_dir, progress)
                 rows.append((n, elastic, seed, state, run_dir, _scores(run_dir)))
     out = results_root / ("seg-elastic" + ("-small" if budget == "small" else ""))
     table = [
@@ -247,7 +216,7 @@ def elastic_experiment(budget: str, runs_root: Path, results_root: Path, progres
     }
     _bar_plot(groups, labels, "AP@0.5 (held-out)", out / "elastic.png")
     minutes = (time.perf_counter() - t_start) / 60
-    return _write_page(
+    return write_page(
         out,
         [
             "# Elastic deformation with few training images",
@@ -286,9 +255,8 @@ def real_experiment(budget: str, runs_root: Path, results_root: Path, progress: 
     rows = []
     picture = None
     for seed in b["seeds"]:
-        run_dir, state, _ = train_or_reuse(
-            runs_root / f"seg-weight-map-{budget}" / f"map-s{seed}", _common(b, seed), progress
-        )
+        run_dir = runs_root / f"seg-weight-map-{budget}" / f"map-s{seed}"
+        train_run("seg-cells", _common(b, seed), run_dir, progress)
         cfg, net, step = load_segmentation_run(run_dir)
         t0 = time.perf_counter()
         p = foreground_probability(net, image, cfg.segmentation.tile)
@@ -318,7 +286,7 @@ def real_experiment(budget: str, runs_root: Path, results_root: Path, progress: 
         )
     (out / "scores.json").write_text(json.dumps(dict(rows), indent=2) + "\n")
     minutes = (time.perf_counter() - t_start) / 60
-    return _write_page(
+    return write_page(
         out,
         [
             "# Synthetic to real: the StarDist nuclei image",
@@ -345,4 +313,4 @@ CUSTOM = {
     "seg-real": real_experiment,
 }
 
-__all__ = ["BUDGETS", "CUSTOM", "train_or_reuse"]
+__all__ = ["BUDGETS", "CUSTOM"]

@@ -29,7 +29,10 @@ import numpy as np
 import torch
 
 from difusion.errors import DifusionError
-from difusion.experiments.runner import Experiment, train_or_resume, write_results
+from difusion.experiments.page import write_results
+from difusion.experiments.scoring import score_images
+from difusion.experiments.spec import Experiment
+from difusion.experiments.training import train_run
 from difusion.viz import save_grid
 
 
@@ -111,30 +114,9 @@ BUDGETS = {
 
 def _scores(images, folder: Path, b: Budget, progress: bool, device) -> dict:
     """FID on each feature network against the Fashion-MNIST test set, cached in ``folder``."""
-    from difusion.evaluation import evaluate, write_json
-
-    row: dict = {}
-    for feats in b.features:
-        out = folder / f"eval-{feats}.json"
-        if out.exists():
-            r = json.loads(out.read_text())
-            metrics, setup = r["metrics"], r["setup"]
-        else:
-            res = evaluate(
-                images,
-                None,
-                reference="fashion-mnist:test",
-                metrics=("fid",),
-                features=feats,
-                n_reference=b.n_reference,
-                device=device,
-                progress=progress,
-            )
-            write_json(res, out)
-            metrics, setup = res.metrics, res.setup
-        row[f"fid_{feats}"] = metrics[f"fid_{feats}"]
-        row["setup_" + feats] = setup
-    return row
+    found = score_images(images, None, folder, features=b.features, metrics=("fid",),
+                         n_reference=b.n_reference, device=device, progress=progress)  # fmt: skip
+    return {k: v for k, v in found.items() if k.startswith(("fid_", "setup_"))}
 
 
 def _cached_samples(folder: Path, draw) -> tuple[torch.Tensor, float]:
@@ -164,14 +146,14 @@ RECIPES = {"ddpm": DDPM, "flow": FLOW, "default": DEFAULT}
 def _sampler_label(sampler: str, steps: int | None, sc) -> str:
     """``ours fm-euler 20``, or with guidance ``ours fm-euler 14, w 2 on tau in [0.3, 0.8], 21
     calls`` (a guided step costs two network calls)."""
-    from difusion.sampling.flow_ode import flow_times
     from difusion.sampling.guidance import guides_at
+    from difusion.sampling.ode import ode_times
 
     steps = steps or sc.steps
     if not sc.guidance or not sampler.startswith("fm-euler"):
         return f"ours {sampler} {steps}"
     lo, hi = sc.guidance_interval
-    calls = steps + sum(guides_at(t, (lo, hi)) for t in flow_times(steps)[:-1])
+    calls = steps + sum(guides_at(t, (lo, hi)) for t in ode_times(steps)[:-1])
     return f"ours {sampler} {steps}, w {sc.guidance:g} on tau in [{lo:g}, {hi:g}], {calls} calls"
 
 
@@ -184,7 +166,7 @@ def _ours(m: float, b: Budget, root: Path, progress: bool, device, recipe=DDPM) 
     prefix, preset, sampler, group = recipe
     run_dir = root / f"{prefix}-{m:g}min"
     overrides = b.ours if recipe == DDPM else ["train.sample_every=0"]
-    train_or_resume(preset, [*overrides, f"train.minutes={m}"], run_dir, progress)
+    train_run(preset, [*overrides, f"train.minutes={m}"], run_dir, progress)
     # the default samples as its preset says (its steps, guidance and interval); the others at b.nfe
     steps = None if recipe == DEFAULT else b.nfe
     samples, run = samples_for_eval(
@@ -210,8 +192,8 @@ def _baseline(m: float, b: Budget, root: Path, progress: bool, device) -> list[d
     """Train diffusers' example recipe for m minutes; sample it four ways; score each."""
     from difusion.diffusion import DDPMPath
     from difusion.experiments import diffusers_baseline as base
-    from difusion.generate import draw_samples
     from difusion.sampling.diffusers_bridge import DiffusersNetwork
+    from difusion.sampling.pipeline import GenerativeModel, SampleSettings, draw_samples
 
     run_dir = root / f"diffusers-{m:g}min"
     if not base.finished(run_dir):
@@ -223,7 +205,10 @@ def _baseline(m: float, b: Budget, root: Path, progress: bool, device) -> list[d
         f"{report['steps']} steps, {report['seconds'] / 60:.1f} min, "
         f"{report['images_per_s']:.0f} images/s, fp32"
     )
-    path = DDPMPath.from_schedule("linear", 1000)  # the example's DDPMScheduler, our indexing
+    # the example's DDPMScheduler (our indexing), eps-prediction, sampled by our dpmpp-2m
+    ours = GenerativeModel(
+        DiffusersNetwork(unet), DDPMPath.from_schedule("linear", 1000), (1, 28, 28)
+    )
     ways = {
         f"diffusers DDPM {b.ddpm_steps}": ("ddpm", b.ddpm_steps),
         f"diffusers DDIM {b.ddim_steps}": ("ddim", b.ddim_steps),
@@ -242,10 +227,8 @@ def _baseline(m: float, b: Budget, root: Path, progress: bool, device) -> list[d
 
         def draw(kind=kind, steps=steps):
             if kind == "ours":
-                return draw_samples(
-                    DiffusersNetwork(unet), path, (1, 28, 28), n=n, steps=steps,
-                    sampler="dpmpp-2m", prediction="eps", progress=progress,
-                ).x  # fmt: skip
+                settings = SampleSettings(n=n, sampler="dpmpp-2m", steps=steps)
+                return draw_samples(ours, settings, progress=progress).x
             return base.sample_pipeline(unet, kind, n=n, steps=steps, progress=progress)
 
         images, seconds = _cached_samples(folder, draw)

@@ -95,6 +95,12 @@ def eval_segmentation(run_dir: Path, data: str | None, out: Path | None = None) 
     return format_table(scores, f"{run_dir} (step {step}) on {src}"), path
 
 
+def eval_segmentation_lines(run_dir: Path, opts, device) -> list[str]:
+    """`difusion eval RUN` for a segmentation run (``run_eval.EVALUATORS``): the printed lines."""
+    table, written = eval_segmentation(run_dir, opts.data, opts.out)
+    return [table, f"written: {written}"]
+
+
 def format_table(scores: dict, title: str) -> str:
     """A small text table: U-Net vs Otsu + watershed."""
     keys = ("dice", "iou", "pixel_error", "ap50", "separated_share")
@@ -107,4 +113,11 @@ def format_table(scores: dict, title: str) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["eval_segmentation", "format_table", "is_segmentation_run", "read_image", "segment_file"]
+__all__ = [
+    "eval_segmentation",
+    "eval_segmentation_lines",
+    "format_table",
+    "is_segmentation_run",
+    "read_image",
+    "segment_file",
+]
