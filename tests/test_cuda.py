@@ -54,8 +54,6 @@ def test_same_seed_same_samples_on_cpu_and_cuda(cuda_run, tmp_path):
     for device in ("cpu", "cuda"):
         run = load_run(cuda_run, device)
         settings = run.settings(n=4, seed=3, steps=10, sampler="ddim", eta=0.0)
-        paths = sample_trained_run(
-            run, tmp_path / device, settings, device=device, progress=False
-        )
+        paths = sample_trained_run(run, tmp_path / device, settings, device=device, progress=False)
         out[device] = np.load(paths["npz"])["images"]
     assert np.abs(out["cpu"] - out["cuda"]).max() < 2e-3

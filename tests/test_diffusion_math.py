@@ -89,7 +89,9 @@ def test_posterior_is_bayes_rule_on_gaussian_data():
         assert beta.item() == pytest.approx(path.beta[t].item(), rel=1e-6)
         # Eq. 7's coefficients in Ho et al.'s own names agree with the general formula.
         ab_t, b_t = path.alpha_bar[t], path.beta[t]
-        coef = (ab_prev**0.5 * b_t / (1 - ab_t)) * 0.7 + (a_t**0.5 * (1 - ab_prev) / (1 - ab_t)) * -1.3
+        coef = (ab_prev**0.5 * b_t / (1 - ab_t)) * 0.7 + (
+            a_t**0.5 * (1 - ab_prev) / (1 - ab_t)
+        ) * -1.3
         assert mean.item() == pytest.approx(coef.item(), rel=1e-6, abs=1e-9)
         assert path.beta_tilde[t].item() == pytest.approx(1 / prec, rel=1e-6, abs=1e-12)
 
@@ -140,7 +142,9 @@ def test_eps_parameterized_mean_equals_eq_11():
         a, s = path.alpha_t(t, xt), path.sigma_t(t, xt)
         x0_hat, _ = to_x0_eps("eps", eps, xt, a, s)
         mean, _, _ = path.posterior(x0_hat, xt, t)
-        eq11 = (xt - path.beta[t] / (1 - path.alpha_bar[t]).sqrt() * eps) / path.alpha_table[t].sqrt()
+        eq11 = (xt - path.beta[t] / (1 - path.alpha_bar[t]).sqrt() * eps) / path.alpha_table[
+            t
+        ].sqrt()
         assert torch.allclose(mean, eq11, atol=1e-10)
 
 

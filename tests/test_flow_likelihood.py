@@ -124,3 +124,23 @@ def test_model_denoiser_keeps_its_graph_only_when_asked():
     assert torch.allclose(g, torch.full_like(g, 2.0))
     _, eps = ModelDenoiser(net, path)(x, 500)
     assert not eps.requires_grad
+
+
+@pytest.mark.parametrize("kind,sigma_min", [("rectified", 0.0), ("ot", 0.1)])
+def test_ode_likelihood_in_the_paths_own_time_is_exact_on_flow_paths(kind, sigma_min):
+    """A flow run's likelihood integrates its ODE in its own time (sampling/ode.py path_velocity):
+    with the exact denoiser of a Gaussian the result is the closed-form density of the (smoothed)
+    data, also on the OT path, whose data end x_0 + sigma_min eps is not the rectified flow's."""
+    from difusion.diffusion.flow import FlowPath, GaussianFlow
+    from difusion.diffusion.oracle import GaussianMixture, MixtureDenoiser
+    from difusion.sampling.ode import path_velocity
+
+    path = FlowPath(kind, sigma_min)
+    mu, s = torch.tensor([0.5, -0.3]), 0.4
+    den = MixtureDenoiser(
+        GaussianMixture(torch.ones(1), mu[None], (s**2 * torch.eye(2))[None]), path
+    )
+    velocity = path_velocity(lambda x, t, y=None: den(x, t.clamp(1e-6, 1 - 1e-6), y), path)
+    x0 = mu + (s**2 + sigma_min**2) ** 0.5 * torch.randn(50, 2, dtype=torch.float64)
+    log_p, _ = ode_log_likelihood(velocity, x0, steps=100)
+    assert (log_p - GaussianFlow(path, mu, s).log_prob(x0, 0.0)).abs().max() < 1e-5

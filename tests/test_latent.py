@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from difusion.build import load_first_stage
 from difusion.config import load_config
 from difusion.data import load_dataset
-from difusion.data.latents import LatentCodec, image_dataset_of
+from difusion.data.latents import image_dataset_of
 from difusion.errors import DifusionError
 from difusion.training.loop import train
 
@@ -26,11 +27,11 @@ def first_stage(tmp_path_factory):
 
 
 def test_latents_have_unit_variance_and_decode_to_images(first_stage):
-    latents = load_dataset("latents", root=first_stage)
+    codec = load_first_stage(first_stage)
+    latents = load_dataset("latents", first_stage=codec)
     assert latents.shape == (4, 7, 7)
     assert latents.data.std().item() == pytest.approx(1.0, rel=1e-3)
     assert latents.num_classes == 10 and len(latents) == 60000
-    codec = LatentCodec(first_stage)
     images = load_dataset("fashion-mnist", split="test").data[:32]
     z = codec.encode(images)
     x = codec.decode(z)
@@ -73,4 +74,6 @@ def test_latent_runs_refuse_clipping_and_a_missing_first_stage(tmp_path):
     with pytest.raises(DifusionError, match="clip_x0=false"):
         load_config("ldm-fmnist", ["diffusion.clip_x0=true"])
     with pytest.raises(DifusionError, match="vae-fmnist-spatial"):
-        load_dataset("latents", root=tmp_path / "nothing")
+        load_first_stage(tmp_path / "nothing")
+    with pytest.raises(DifusionError, match="first_stage"):
+        load_dataset("latents")

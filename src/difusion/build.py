@@ -1,31 +1,42 @@
 """From a config to the objects of a run: the dataset, the network, the path and the model that
-sampling sees. The one place that maps an objective to its path and prediction."""
+sampling sees. The one place that maps an objective to its path and prediction.
+
+It also loads the first stage of latent diffusion (a trained autoencoder) and hands it to the data
+layer, which never builds a model itself; so ``build`` sits above the data, the networks, the
+samplers and the config, and below training (``[tool.importlinter]`` in pyproject.toml)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
-from difusion.config import Config
+from difusion.checkpoint import CHECKPOINT, load_checkpoint, load_module
+from difusion.config import Config, load_run_config
 from difusion.data import Dataset, load_dataset
+from difusion.data.latents import LatentCodec
 from difusion.diffusion import DDPMPath
 from difusion.diffusion.flow import FlowPath
 from difusion.diffusion.schedules import rescale_zero_terminal_snr
-from difusion.errors import ConfigError
+from difusion.errors import ConfigError, DifusionError
 from difusion.nn import MLPDenoiser, UNet
+from difusion.nn.autoencoders import Autoencoder
 from difusion.sampling.pipeline import GenerativeModel
 
 
 def build_dataset(cfg: Config, split: str | None = None) -> Dataset:
+    """The dataset of ``cfg.data`` (for ``latents``, encoded by the first stage in ``data.root``)."""
     d = cfg.data
     return load_dataset(
         d.name,
         split=split or d.split,
-        root=d.root,
+        root=None if d.name == "latents" else d.root,
         image_size=d.image_size,
         channels=d.channels,
         distribution=d.distribution,
         n=d.n,
         seed=cfg.train.seed,
+        first_stage=load_first_stage(d.root) if d.name == "latents" else None,
     )
 
 
@@ -115,6 +126,61 @@ def latent_decoder(cfg: Config, device):
     """For a model of an autoencoder's latents (``data.name=latents``), the first stage's decoder."""
     if cfg.data.name != "latents":
         return None
-    from difusion.data.latents import LatentCodec
+    return load_first_stage(cfg.data.root, device).decode
 
-    return LatentCodec(cfg.data.root, device).decode
+
+def build_autoencoder(cfg: Config, shape: tuple[int, ...]) -> Autoencoder:
+    """The :class:`Autoencoder` that ``cfg.autoencoder`` describes, for data of ``shape``."""
+    a = cfg.autoencoder
+    if len(shape) != 3:
+        raise ConfigError(f"autoencoders need image data; {cfg.data.name} has shape {shape}")
+    return Autoencoder(
+        a.kind,
+        shape,
+        code_size=a.code_size,
+        network=a.network,
+        spatial=a.spatial,
+        latent_channels=a.latent_channels,
+        channels=tuple(a.channels),
+        hidden=a.hidden,
+        depth=a.depth,
+        likelihood=a.likelihood,
+        codebook_size=a.codebook_size,
+        code_dim=a.code_dim,
+        vq_decay=a.vq_decay,
+    )
+
+
+def load_autoencoder(run_dir: str | Path, device: torch.device | str = "cpu") -> Autoencoder:
+    """The trained autoencoder of ``run_dir`` (its EMA weights, in eval mode, fp32): the first
+    stage a later chapter builds on. ``.encode(x)``, ``.decode(z)``, ``.latent_shape``, and the
+    run's ``.config`` and ``.step``."""
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    if cfg.objective != "autoencoder":
+        raise DifusionError(f"{run_dir} is a {cfg.objective} run, not an autoencoder run")
+    groups, info = load_checkpoint(run_dir / CHECKPOINT, prefixes=("ema",))
+    model = build_autoencoder(cfg, tuple(info["meta"]["shape"]))
+    load_module(model, groups["ema"], run_dir / CHECKPOINT)
+    model.config, model.step = cfg, int(info["meta"]["step"])
+    return model.to(device).eval()
+
+
+def load_first_stage(root: str | Path | None, device: torch.device | str = "cpu") -> LatentCodec:
+    """The autoencoder run ``root`` as the first stage of latent diffusion: the codec that the data
+    layer encodes ``latents`` with and that decodes a latent model's samples."""
+    if root is None:
+        raise DifusionError(
+            "latents: set data.root to an autoencoder run folder (the first stage), e.g. "
+            "data.root=runs/ldm-first-stage"
+        )
+    if not (Path(root) / "config.yaml").is_file():
+        raise DifusionError(
+            f"data.root={root} is not an autoencoder run; train the first stage first, e.g. "
+            f"`difusion train vae-fmnist-spatial --out {root}`"
+        )
+    model = load_autoencoder(root, device)
+    d = model.config.data
+    return LatentCodec(
+        root, model, step=model.step, image_dataset=d.name, image_root=d.root, device=device
+    )

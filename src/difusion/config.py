@@ -1,7 +1,11 @@
 """Run configuration: nested dataclasses, presets in YAML, and ``section.key=value`` overrides.
 
 Every key has a default here; a preset or a config file only says what differs. Unknown keys and
-wrong types are errors that name the key and list the valid ones.
+wrong types are errors that name the key and list the valid ones, and :func:`validate` refuses
+impossible values, each objective's section included (:data:`OBJECTIVE_CHECKS`).
+
+The config sits low in the layers (``[tool.importlinter]`` in pyproject.toml): it may read the
+tables of choices of the math, the networks and the samplers, never training or what sits above it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,13 @@ from pathlib import Path
 
 import yaml
 
-from difusion.errors import ConfigError
+from difusion.errors import ConfigError, DifusionError
+
+# Choices of an objective's section whose implementation sits above the config: the config owns the
+# names (segmentation/data.py imports its SOURCES from here; training/flow_objective.py's
+# sample_times draws the two time samplings).
+SEGMENTATION_SOURCES = ("synthetic", "stardist", "dsb2018")  # segmentation.data
+TIME_SAMPLINGS = ("uniform", "logit-normal")  # flow.time_sampling
 
 
 @dataclass
@@ -321,14 +331,29 @@ def config_from_dict(values: dict) -> Config:
     return cfg
 
 
+def load_run_config(run_dir: Path) -> Config:
+    """The config of a run folder (its ``config.yaml``), checked."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"{run_dir} is not a run folder (no config.yaml); give a folder made by "
+            "`difusion train`"
+        )
+    return config_from_dict(load_yaml(path))
+
+
 def validate(cfg: Config) -> None:
     """Values that are impossible whatever their type."""
     from difusion.diffusion.parameterization import check_prediction
     from difusion.diffusion.schedules import SCHEDULES
     from difusion.sampling.ddpm import VARIANCES
-    from difusion.training.objectives import objective_class
 
-    objective_class(cfg.objective).validate(cfg)  # an unknown objective lists the known ones
+    if cfg.objective not in OBJECTIVE_CHECKS:
+        raise ConfigError(
+            f"unknown objective {cfg.objective!r}; choose one of: "
+            f"{', '.join(sorted(OBJECTIVE_CHECKS))}"
+        )
+    OBJECTIVE_CHECKS[cfg.objective](cfg)
     check_prediction(cfg.diffusion.prediction)
     if cfg.diffusion.schedule not in SCHEDULES:
         raise ConfigError(
@@ -423,6 +448,110 @@ def _validate_losses(cfg: Config) -> None:
         )
     if d.min_snr_gamma <= 0 or d.hybrid_lambda < 0:
         raise ConfigError("diffusion.min_snr_gamma must be > 0 and diffusion.hybrid_lambda >= 0")
+
+
+def _check_autoencoder(cfg: Config) -> None:
+    from difusion.nn.autoencoders import KINDS, NETWORKS
+
+    a = cfg.autoencoder
+    if a.kind not in KINDS:
+        raise ConfigError(f"autoencoder.kind must be one of: {', '.join(KINDS)}, got {a.kind!r}")
+    if a.network not in NETWORKS:
+        raise ConfigError(f"autoencoder.network must be one of: {', '.join(NETWORKS)}")
+    if a.likelihood not in ("gaussian", "bernoulli"):
+        raise ConfigError("autoencoder.likelihood must be gaussian or bernoulli")
+    if a.spatial and a.network != "conv":
+        raise ConfigError("autoencoder.spatial=true needs autoencoder.network=conv")
+    if len(a.channels) != 2:
+        raise ConfigError(
+            f"autoencoder.channels must hold 2 widths, e.g. [32, 64], got {a.channels}"
+        )
+    positive = {
+        "autoencoder.code_size": a.code_size,
+        "autoencoder.latent_channels": a.latent_channels,
+        "autoencoder.sigma": a.sigma,
+        "autoencoder.codebook_size": a.codebook_size,
+        "autoencoder.code_dim": a.code_dim,
+        "autoencoder.eval_n": a.eval_n,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key} must be positive, got {value}")
+    if a.beta < 0 or a.iwae_k < 0 or a.fid_n < 0:
+        raise ConfigError("autoencoder.beta, iwae_k and fid_n must be >= 0")
+    if not 0.0 <= a.mask_prob < 1.0 or not 0.0 < a.vq_decay < 1.0:
+        raise ConfigError("autoencoder.mask_prob must be in [0, 1) and vq_decay in (0, 1)")
+
+
+def _check_segmentation(cfg: Config) -> None:
+    from difusion.nn.unet_seg import PADDINGS, output_size
+
+    s = cfg.segmentation
+    if s.data not in SEGMENTATION_SOURCES:
+        raise ConfigError(f"segmentation.data must be one of: {', '.join(SEGMENTATION_SOURCES)}")
+    if s.padding not in PADDINGS:
+        raise ConfigError(f"segmentation.padding must be valid or same, got {s.padding!r}")
+    if s.loss not in ("ce", "dice+ce"):
+        raise ConfigError(f"segmentation.loss must be ce or dice+ce, got {s.loss!r}")
+    if s.instances not in ("components", "watershed"):
+        raise ConfigError("segmentation.instances must be components or watershed")
+    if s.n_train < 1 or s.n_test < 1 or s.base_channels < 1 or s.depth < 1:
+        raise ConfigError(
+            "segmentation.n_train, n_test, base_channels and depth must be at least 1"
+        )
+    if s.sigma <= 0 or s.w0 < 0 or s.elastic_std < 0 or s.elastic_grid < 2:
+        raise ConfigError(
+            "segmentation.sigma must be > 0, w0 and elastic_std >= 0, elastic_grid >= 2"
+        )
+    try:
+        output_size(s.tile, s.depth, s.padding)
+    except DifusionError as e:
+        raise ConfigError(f"segmentation.tile: {e}") from None
+
+
+def _check_flow(cfg: Config) -> None:
+    from difusion.diffusion.flow import FLOW_PATHS
+    from difusion.sampling.ode import ODE_SOLVERS
+
+    f = cfg.flow
+    if f.path not in FLOW_PATHS:
+        raise ConfigError(f"flow.path must be one of {', '.join(FLOW_PATHS)}, got {f.path!r}")
+    if f.time_sampling not in TIME_SAMPLINGS:
+        raise ConfigError(
+            f"flow.time_sampling must be one of {', '.join(TIME_SAMPLINGS)}, "
+            f"got {f.time_sampling!r}"
+        )
+    if f.logit_std <= 0:
+        raise ConfigError(f"flow.logit_std must be positive, got {f.logit_std}")
+    if not 0.0 <= f.sigma_min < 1.0:
+        raise ConfigError(f"flow.sigma_min must be in [0, 1), got {f.sigma_min}")
+    if f.reflow_solver not in ODE_SOLVERS:
+        raise ConfigError(f"flow.reflow_solver must be one of {', '.join(ODE_SOLVERS)}")
+    if f.reflow_pairs <= 0 or f.reflow_steps <= 0:
+        raise ConfigError("flow.reflow_pairs and flow.reflow_steps must be positive")
+    if f.reflow and f.ot_coupling:
+        raise ConfigError(
+            "flow.reflow trains on the teacher's own pairs; set flow.ot_coupling=false"
+        )
+    if f.reflow and cfg.model.class_conditional:
+        raise ConfigError("flow.reflow supports unconditional runs only; unset class_conditional")
+    if f.reflow and not (Path(f.reflow) / "report.md").exists():
+        raise ConfigError(f"flow.reflow={f.reflow} is not a finished run folder; train it first")
+
+
+def _check_nothing(cfg: Config) -> None:
+    """The diffusion objective's sections are checked by :func:`validate` for every run."""
+
+
+# The objectives the training loop knows (training/objectives.py registers one class under each
+# name) and the check of each one's own config section. The checks live here, below training, so
+# that loading a config refuses a bad section without importing the objective that trains it.
+OBJECTIVE_CHECKS = {
+    "diffusion": _check_nothing,
+    "flow": _check_flow,
+    "autoencoder": _check_autoencoder,
+    "segmentation": _check_segmentation,
+}
 
 
 def save_config(cfg: Config, path: Path) -> None:

@@ -1,5 +1,8 @@
 """Reading a finished (or interrupted) run folder back: its config, its EMA network and the model
-that sampling sees, for the CLI, ``eval``, the experiments, the metrics and the explorer."""
+that sampling sees, for the CLI, ``eval``, the experiments, the metrics and the explorer.
+
+Below training in the layers: it reads checkpoints through :mod:`difusion.checkpoint`, so a training
+objective can read a finished run too (reflow trains on a teacher run's samples)."""
 
 from __future__ import annotations
 
@@ -10,13 +13,12 @@ from pathlib import Path
 import torch
 
 from difusion.build import build_model, build_network
-from difusion.config import Config
+from difusion.checkpoint import CHECKPOINT, load_checkpoint, load_module
+from difusion.config import Config, load_run_config
 from difusion.errors import CheckpointError
+from difusion.precision import autocast_dtype
 from difusion.sampling.guidance import interval_suffix
 from difusion.sampling.pipeline import GenerativeModel, SampleSettings, sample_to_folder
-from difusion.training.checkpoint import load_checkpoint, load_module
-from difusion.training.loop import CHECKPOINT, load_run_config
-from difusion.training.precision import autocast_dtype
 
 
 @dataclass

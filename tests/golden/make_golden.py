@@ -1,7 +1,8 @@
 """Golden samples: tiny trained runs and their samples under every sampler that applies.
 
 Made once, before the "one path, one pipeline" refactor (issue 20), by the sampling code of that
-time (commit 3c749ca), and committed with the runs' EMA weights. ``tests/test_golden.py`` checks that
+time (commit 3c749ca, with this script as it was at 6b4651b), and committed with the runs' EMA
+weights. Rerunning it now draws the goldens with today's pipeline, for the next refactor. ``tests/test_golden.py`` checks that
 today's code draws the same samples from the same checkpoints. Rerun only on purpose:
 
     .venv/bin/python tests/golden/make_golden.py --train   # the five tiny runs (about a minute)
@@ -70,11 +71,13 @@ def key(run: str, sampler: str, steps: int, extra: dict) -> str:
 
 
 def train_runs() -> None:
+    import shutil
+
+    from safetensors import safe_open
+
     from difusion.config import load_config
     from difusion.training.checkpoint import load_checkpoint
     from difusion.training.loop import CHECKPOINT, train
-
-    from safetensors import safe_open
 
     for name, overrides in RUNS.items():
         out = HERE / "checkpoints" / name
@@ -92,61 +95,30 @@ def train_runs() -> None:
         for extra in out.iterdir():
             if extra.name not in ("config.yaml", CHECKPOINT):
                 if extra.is_dir():
-                    import shutil
-
                     shutil.rmtree(extra)
                 else:
                     extra.unlink()
 
 
-def old_samples() -> dict[str, torch.Tensor]:  # the sampling code of commit 3c749ca
-    from difusion.generate import labels_for
+def samples() -> dict[str, torch.Tensor]:
+    """Every sampler on every golden run, with today's pipeline (for the next refactor's goldens).
+
+    The committed golden.safetensors came from the code before the one-path refactor: see this
+    file at commit 6b4651b (``git show 6b4651b:tests/golden/make_golden.py``), which drew them with
+    the old sampling functions, the two rule changes applied as described above."""
     from difusion.runs import load_run
-    from difusion.sampling import GuidedDenoiser, ModelDenoiser, PerImageNoise, seeds_for
-    from difusion.sampling.flow_sample import draw_flow_samples
-    from difusion.sampling.samplers import run_sampler, timesteps_for
-    from difusion.training.flow_objective import flow_path
+    from difusion.sampling.pipeline import draw_samples
 
     out: dict[str, torch.Tensor] = {}
     for name in RUNS:
         run = load_run(HERE / "checkpoints" / name)
-        cfg = run.config
-        labels = labels_for(cfg, run.num_classes, N)
-        w = cfg.sample.guidance
         for sampler, steps, extra in DDPM_SAMPLERS:
-            if cfg.diffusion.learn_sigma and sampler == "ddpm" and extra:
+            if run.config.diffusion.learn_sigma and sampler == "ddpm" and extra:
                 continue
-            k = key(name, sampler, steps, extra)
-            if cfg.objective == "flow":
-                s = draw_flow_samples(
-                    run.network, flow_path(cfg), run.path, run.shape, n=N, seed=SEED,
-                    steps=steps, sampler=sampler, eta=extra.get("eta", 0.0),
-                    variance=extra.get("variance", cfg.diffusion.variance), clip_x0=False,
-                    labels=labels, guidance=w, guidance_interval=tuple(cfg.sample.guidance_interval),
-                    progress=False,
-                )  # fmt: skip
-                out[k] = s.x
-                continue
-
-            def draw(inner_clip: bool, outer_clip: bool, sampler=sampler, steps=steps, extra=extra):
-                den = ModelDenoiser(
-                    run.network, run.path, cfg.diffusion.prediction, clip_x0=inner_clip,
-                    learn_sigma=cfg.diffusion.learn_sigma,
-                )  # fmt: skip
-                if w:
-                    den = GuidedDenoiser(den, run.path, w, run.num_classes, clip_x0=outer_clip)
-                ts = timesteps_for(sampler, run.path, steps)
-                noise = PerImageNoise(seeds_for(N, SEED))
-                x_T = noise.randn((N, *run.shape))
-                variance = extra.get("variance", cfg.diffusion.variance)
-                return run_sampler(
-                    sampler, den, run.path, x_T, ts, eta=extra.get("eta", 0.0),
-                    variance=variance, y=labels, noise=noise.randn,
-                )  # fmt: skip
-
-            out[k] = draw(inner_clip=not w, outer_clip=True)  # the new guidance rule when w > 0
-            if w:
-                out[k + "@old-guidance"] = draw(inner_clip=True, outer_clip=True)
+            settings = run.settings(n=N, seed=SEED, sampler=sampler, steps=steps, **extra)
+            out[key(name, sampler, steps, extra)] = draw_samples(
+                run.model, settings, progress=False
+            ).x
     return out
 
 
@@ -154,6 +126,6 @@ if __name__ == "__main__":
     if "--train" in sys.argv:
         train_runs()
     torch.set_num_threads(1)
-    golden = old_samples()
+    golden = samples()
     save_file({k: v.contiguous() for k, v in golden.items()}, str(HERE / "golden.safetensors"))
     print(f"{len(golden)} golden sample sets written to {HERE / 'golden.safetensors'}")

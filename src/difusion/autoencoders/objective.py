@@ -15,32 +15,10 @@ from difusion.autoencoders.losses import (
     vq_commitment,
 )
 from difusion.autoencoders.measures import binarize
-from difusion.autoencoders.model import KINDS, NETWORKS, VARIATIONAL, Autoencoder
+from difusion.autoencoders.model import VARIATIONAL
+from difusion.build import build_autoencoder, build_dataset
 from difusion.config import Config
-from difusion.errors import ConfigError
 from difusion.training.objectives import Objective, register
-
-
-def build_autoencoder(cfg: Config, shape: tuple[int, ...]) -> Autoencoder:
-    """The :class:`Autoencoder` that ``cfg.autoencoder`` describes, for data of ``shape``."""
-    a = cfg.autoencoder
-    if len(shape) != 3:
-        raise ConfigError(f"autoencoders need image data; {cfg.data.name} has shape {shape}")
-    return Autoencoder(
-        a.kind,
-        shape,
-        code_size=a.code_size,
-        network=a.network,
-        spatial=a.spatial,
-        latent_channels=a.latent_channels,
-        channels=tuple(a.channels),
-        hidden=a.hidden,
-        depth=a.depth,
-        likelihood=a.likelihood,
-        codebook_size=a.codebook_size,
-        code_dim=a.code_dim,
-        vq_decay=a.vq_decay,
-    )
 
 
 def autoencoder_loss(
@@ -109,8 +87,6 @@ class AutoencoderObjective(Objective):
     loss_label = "loss per pixel"
 
     def __init__(self, cfg: Config, device: torch.device):
-        from difusion.build import build_dataset
-
         super().__init__(cfg, device)
         self.dataset = build_dataset(cfg)
         n = cfg.autoencoder.train_subset
@@ -124,39 +100,6 @@ class AutoencoderObjective(Objective):
             + ("-ELBO" if a.kind in VARIATIONAL else "loss")
             + (" per pixel (nats)" if a.kind in VARIATIONAL else " per pixel")
         )
-
-    @classmethod
-    def validate(cls, cfg: Config) -> None:
-        a = cfg.autoencoder
-        if a.kind not in KINDS:
-            raise ConfigError(
-                f"autoencoder.kind must be one of: {', '.join(KINDS)}, got {a.kind!r}"
-            )
-        if a.network not in NETWORKS:
-            raise ConfigError(f"autoencoder.network must be one of: {', '.join(NETWORKS)}")
-        if a.likelihood not in ("gaussian", "bernoulli"):
-            raise ConfigError("autoencoder.likelihood must be gaussian or bernoulli")
-        if a.spatial and a.network != "conv":
-            raise ConfigError("autoencoder.spatial=true needs autoencoder.network=conv")
-        if len(a.channels) != 2:
-            raise ConfigError(
-                f"autoencoder.channels must hold 2 widths, e.g. [32, 64], got {a.channels}"
-            )
-        positive = {
-            "autoencoder.code_size": a.code_size,
-            "autoencoder.latent_channels": a.latent_channels,
-            "autoencoder.sigma": a.sigma,
-            "autoencoder.codebook_size": a.codebook_size,
-            "autoencoder.code_dim": a.code_dim,
-            "autoencoder.eval_n": a.eval_n,
-        }
-        for key, value in positive.items():
-            if value <= 0:
-                raise ConfigError(f"{key} must be positive, got {value}")
-        if a.beta < 0 or a.iwae_k < 0 or a.fid_n < 0:
-            raise ConfigError("autoencoder.beta, iwae_k and fid_n must be >= 0")
-        if not 0.0 <= a.mask_prob < 1.0 or not 0.0 < a.vq_decay < 1.0:
-            raise ConfigError("autoencoder.mask_prob must be in [0, 1) and vq_decay in (0, 1)")
 
     def describe(self) -> str:
         a, net = self.cfg.autoencoder, self.network

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from difusion.autoencoders.model import Autoencoder
+from difusion.build import load_autoencoder
 from difusion.errors import DifusionError
+
+__all__ = [
+    "autoencoder_cli",
+    "eval_autoencoder_run",
+    "is_autoencoder_run",
+    "load_autoencoder",
+    "sample_autoencoder_run",
+]
 
 
 def is_autoencoder_run(run_dir: Path) -> bool:
@@ -19,24 +25,6 @@ def is_autoencoder_run(run_dir: Path) -> bool:
         return False
     data = yaml.safe_load(path.read_text()) or {}
     return isinstance(data, dict) and data.get("objective") == "autoencoder"
-
-
-def load_autoencoder(run_dir: str | Path, device: torch.device | str = "cpu") -> Autoencoder:
-    """The trained autoencoder of ``run_dir`` (its EMA weights, in eval mode, fp32): the first
-    stage a later chapter builds on. ``.encode(x)``, ``.decode(z)``, ``.latent_shape``."""
-    from difusion.autoencoders.objective import build_autoencoder
-    from difusion.training.checkpoint import load_checkpoint, load_module
-    from difusion.training.loop import CHECKPOINT, load_run_config
-
-    run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
-    if cfg.objective != "autoencoder":
-        raise DifusionError(f"{run_dir} is a {cfg.objective} run, not an autoencoder run")
-    groups, info = load_checkpoint(run_dir / CHECKPOINT, prefixes=("ema",))
-    model = build_autoencoder(cfg, tuple(info["meta"]["shape"]))
-    load_module(model, groups["ema"], run_dir / CHECKPOINT)
-    model.config, model.step = cfg, int(info["meta"]["step"])
-    return model.to(device).eval()
 
 
 def sample_autoencoder_run(

@@ -9,11 +9,15 @@ name               kind    source
 ``fashion-mnist``  image   Fashion-MNIST IDX files (Debian package or download)
 ``cifar10``        image   CIFAR-10 binary batches (download)
 ``folder``         image   any directory of images (``root=`` the folder)
-``latents``        image   an autoencoder run's latents (``root=`` the run): latent diffusion
+``latents``        image   an autoencoder's latents (``first_stage=`` its codec): latent diffusion
 =================  ======  ==============================================================
 
 Every source returns a :class:`Dataset` held in memory: images ``(N, C, H, W)`` float32 in
 [-1, 1], points ``(N, 2)`` float32 of roughly unit scale.
+
+Data never builds a model (``[tool.importlinter]`` in pyproject.toml forbids importing the networks,
+the autoencoders, the samplers or training): the first stage of ``latents`` is handed in as a
+:class:`~difusion.data.latents.LatentCodec` (``difusion.build`` loads it from ``data.root``).
 """
 
 from __future__ import annotations
@@ -148,7 +152,7 @@ DATASETS: dict[str, DatasetInfo] = {
         classes=None,
         splits=("train", "test"),
         how_to_get="Train a spatial autoencoder (difusion train vae-fmnist-spatial --out DIR) and "
-        "pass DIR as root= (data.root=DIR).",
+        "set data.root=DIR (in Python: first_stage=difusion.build.load_first_stage(DIR)).",
         locate=_nowhere,
         always_available=True,
     ),
@@ -220,6 +224,7 @@ def load_dataset(
     distribution: str = "moons",
     n: int = 8000,
     seed: int = 0,
+    first_stage=None,
 ) -> Dataset:
     """Load dataset ``name`` (see :data:`DATASETS`) into memory.
 
@@ -227,7 +232,9 @@ def load_dataset(
     (required for ``folder``; for mnist/fashion-mnist/cifar10 it overrides the usual search).
     ``download=True`` fetches missing mnist/fashion-mnist/cifar10 files. ``image_size`` and
     ``channels`` resize / convert any image dataset (``folder`` defaults: 32 and 3).
-    ``distribution``, ``n`` and ``seed`` apply to ``toy2d`` only.
+    ``distribution``, ``n`` and ``seed`` apply to ``toy2d`` only. ``first_stage`` (``latents``
+    only) is the trained autoencoder as a :class:`~difusion.data.latents.LatentCodec`, e.g.
+    ``difusion.build.load_first_stage(RUN)``.
     """
     info = _resolve(name)
     if split not in info.splits:
@@ -245,9 +252,15 @@ def load_dataset(
     if info.name == "toy2d":
         return load_toy2d(distribution, n, seed, split=split)
     if info.name == "latents":
-        from difusion.data.latents import load_latents
-
-        return load_latents(root, split)
+        if first_stage is None:
+            raise DifusionError(
+                "latents: hand in the first stage, first_stage=difusion.build.load_first_stage(RUN) "
+                "with RUN an autoencoder run folder (a config sets data.root=RUN), e.g. trained by "
+                "`difusion train vae-fmnist-spatial --out RUN`"
+            )
+        return first_stage.dataset(split)
+    if first_stage is not None:
+        raise DifusionError(f"{info.name}: first_stage applies to latents only; drop it.")
     if info.name == "digits":
         dataset = load_digits(split)
     elif info.name in ("mnist", "fashion-mnist"):

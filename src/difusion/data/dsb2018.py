@@ -85,7 +85,7 @@ def load_dsb2018(
     and 99.8; colour images averaged to grey) and instance masks as int32, sorted by name."""
     import tifffile
 
-    from difusion.segmentation.cells import normalize
+    from difusion.data.cells import normalize
 
     if split not in ("train", "test"):
         raise DifusionError(f"dsb2018 has the splits train and test, not {split!r}")

@@ -1,10 +1,13 @@
 """Latents of a trained autoencoder as a dataset: the first stage of latent diffusion (Rombach et al. 2022).
 
-``load_dataset("latents", root=AE_RUN)`` encodes the images the autoencoder was trained on with its
-encoder (the posterior mean for a VAE) and divides by one scalar, the standard deviation of the
-training latents, so the diffusion model sees data of unit variance as its noise schedule assumes
-(Rombach et al. Sec. 4.3.2 and App. G: their scale factor). A model of these latents samples in
-latent space; :class:`LatentCodec` maps its samples back to images.
+The data layer never builds a model: the trained autoencoder is handed in from above as a
+:class:`LatentCodec` (``difusion.build.load_first_stage(RUN)`` loads one from an autoencoder run
+folder; ``build_dataset`` does it for ``data.name=latents``), and ``load_dataset("latents",
+first_stage=codec)`` encodes the images the autoencoder was trained on with its encoder (the
+posterior mean for a VAE) and divides by one scalar, the standard deviation of the training
+latents, so the diffusion model sees data of unit variance as its noise schedule assumes (Rombach
+et al. Sec. 4.3.2 and App. G: their scale factor). A model of these latents samples in latent space;
+:meth:`LatentCodec.decode` maps its samples back to images.
 
 The encodings are cached beside the autoencoder's checkpoint (``latents-SPLIT.safetensors``), keyed
 by the checkpoint's step, so they are computed once.
@@ -17,6 +20,7 @@ import os
 from pathlib import Path
 
 import torch
+import yaml
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -27,24 +31,31 @@ LATENT_SPLITS = ("train", "test")
 
 
 class LatentCodec:
-    """The first stage: ``encode(x) = E(x) / scale`` and ``decode(z) = D(z * scale)``."""
+    """The first stage: ``encode(x) = E(x) / scale`` and ``decode(z) = D(z * scale)``.
 
-    def __init__(self, root: str | Path, device: torch.device | str = "cpu"):
-        from difusion.autoencoders import load_autoencoder
+    ``model`` is the trained autoencoder (anything with ``encode`` and ``decode``), ``root`` its
+    run folder (where the latents and their scale are cached), ``step`` its checkpoint's step (the
+    cache key), and ``image_dataset``/``image_root`` the image dataset it was trained on (its name
+    and ``data.root``)."""
 
+    def __init__(
+        self,
+        root: str | Path,
+        model,
+        *,
+        step: int,
+        image_dataset: str,
+        image_root: str | None = None,
+        device: torch.device | str = "cpu",
+    ):
         self.root = Path(root)
-        if not (self.root / "config.yaml").is_file():
-            raise DifusionError(
-                f"data.root={root} is not an autoencoder run; train the first stage first, e.g. "
-                f"`difusion train vae-fmnist-spatial --out {root}`"
-            )
-        self.model = load_autoencoder(self.root, device)
-        self.device = device
+        self.model, self.step, self.device = model, int(step), device
+        self.image_dataset, self.image_root = image_dataset, image_root
         self.scale = _stats(self)["scale"]
 
-    @property
-    def image_dataset(self) -> str:
-        return self.model.config.data.name
+    def dataset(self, split: str = "train") -> Dataset:
+        """The unit-variance latents of ``split`` (what ``load_dataset("latents", ...)`` returns)."""
+        return load_latents(self, split)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
@@ -68,7 +79,7 @@ class LatentCodec:
 def _stats(codec: LatentCodec) -> dict:
     """The scale: the standard deviation of all training latents (cached with the step)."""
     path = codec.root / "latent_stats.json"
-    step = codec.model.step
+    step = codec.step
     if path.exists():
         stats = json.loads(path.read_text())
         if stats.get("step") == step:
@@ -83,13 +94,12 @@ def _cached_raw(codec: LatentCodec, split: str) -> torch.Tensor:
     from difusion.data import load_dataset
 
     path = codec.root / f"latents-{split}.safetensors"
-    step = codec.model.step
+    step = codec.step
     if path.exists():
         with safe_open(str(path), framework="pt") as f:
             if (f.metadata() or {}).get("step") == str(step):
                 return f.get_tensor("z")
-    cfg = codec.model.config
-    images = load_dataset(cfg.data.name, split=split, root=cfg.data.root).data
+    images = load_dataset(codec.image_dataset, split=split, root=codec.image_root).data
     z = codec._raw(images)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     save_file({"z": z.contiguous()}, str(tmp), metadata={"step": str(step)})
@@ -103,26 +113,19 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def load_latents(root: str | Path | None, split: str = "train") -> Dataset:
-    """The unit-variance latents of the autoencoder run ``root`` for ``split``, with the labels."""
+def load_latents(codec: LatentCodec, split: str = "train") -> Dataset:
+    """The unit-variance latents of the first stage ``codec`` for ``split``, with the labels."""
     from difusion.data import load_dataset
 
-    if root is None:
-        raise DifusionError(
-            "latents: set data.root to an autoencoder run folder (the first stage), e.g. "
-            "data.root=runs/ldm-first-stage"
-        )
-    codec = LatentCodec(root)
-    cfg = codec.model.config
-    images = load_dataset(cfg.data.name, split=split, root=cfg.data.root)
+    images = load_dataset(codec.image_dataset, split=split, root=codec.image_root)
     z = _cached_raw(codec, split) / codec.scale
     if z.dim() != 4:
         raise DifusionError(
-            f"latents: {root} has flat codes of shape {tuple(z.shape[1:])}; latent diffusion needs "
-            "a spatial latent (autoencoder.spatial=true)"
+            f"latents: {codec.root} has flat codes of shape {tuple(z.shape[1:])}; latent diffusion "
+            "needs a spatial latent (autoencoder.spatial=true)"
         )
-    info = {"first_stage": str(root), "scale": codec.scale, "image_shape": list(images.shape)}
-    return Dataset(f"latents of {cfg.data.name}", z, images.labels, images.class_names, info)
+    info = {"first_stage": str(codec.root), "scale": codec.scale, "image_shape": list(images.shape)}
+    return Dataset(f"latents of {codec.image_dataset}", z, images.labels, images.class_names, info)
 
 
 def image_dataset_of(cfg) -> str:
@@ -130,9 +133,8 @@ def image_dataset_of(cfg) -> str:
     dataset its autoencoder was trained on."""
     if cfg.data.name != "latents":
         return cfg.data.name
-    from difusion.config import load_yaml
-
     path = Path(cfg.data.root or "") / "config.yaml"
     if not path.is_file():
         raise DifusionError(f"the first stage {cfg.data.root} of this latent run is missing")
-    return load_yaml(path).get("data", {}).get("name", "fashion-mnist")
+    values = yaml.safe_load(path.read_text()) or {}
+    return (values.get("data") or {}).get("name", "fashion-mnist")

@@ -96,7 +96,7 @@ def load_stardist_pair(folder: Path | None = None) -> tuple[np.ndarray, np.ndarr
     (percentiles 1 and 99.8) and its int32 instance mask (125 nuclei)."""
     import tifffile
 
-    from difusion.segmentation.cells import normalize
+    from difusion.data.cells import normalize
 
     folder = folder or stardist_dir()
     paths = {n: folder / n for n in MEMBERS}

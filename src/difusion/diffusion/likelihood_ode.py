@@ -69,7 +69,7 @@ def ode_log_likelihood(
     """(log p_0(x_0) in nats per example, x_1): the augmented ODE d[x, l]/dt = [v, div v] from
     t = 0 to t = 1 on ``steps`` even steps (Euler, Heun or RK4), plus log N(x_1; 0, I).
 
-    ``velocity(x, t, y)`` must be differentiable in x (``NetworkVelocity`` is)."""
+    ``velocity(x, t, y)`` must be differentiable in x (``metrics.nll_ode.ode_velocity`` is)."""
     if divergence not in DIVERGENCES:
         raise ConfigError(f"divergence must be one of {', '.join(DIVERGENCES)}, got {divergence!r}")
     if method not in ("euler", "heun", "rk4"):

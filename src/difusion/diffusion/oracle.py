@@ -35,8 +35,17 @@ class GaussianMixture:
         x = self.mu[k] + torch.einsum("nij,nj->ni", chol[k], z)
         return x, k
 
-    def posterior_mean(self, x_t: torch.Tensor, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    def posterior_mean(self, x_t: torch.Tensor, a, s) -> torch.Tensor:
         """E[x_0 | x_t] for x_t = a x_0 + s eps; ``a`` and ``s`` are scalars or (N, 1) tensors."""
+        return self.posterior(x_t, a, s)[0]
+
+    def posterior(self, x_t: torch.Tensor, a, s) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E[x_0 | x_t], E[eps | x_t]) for x_t = a x_0 + s eps on any Gaussian path.
+
+        Per component, x_t - a E_k[x_0 | x_t] = (S_k - a^2 C_k) S_k^{-1} (x_t - a mu_k)
+        = s^2 S_k^{-1} (x_t - a mu_k), so E_k[eps | x_t] = s S_k^{-1} (x_t - a mu_k): no division by
+        s, finite (zero) at the data end s = 0 of the rectified flow and the VE path, where
+        (x_t - a x0) / s would be 0 / 0. ``a`` and ``s`` are scalars or (N, 1) tensors."""
         x = x_t.double()
         n, d = x.shape
         a = torch.as_tensor(a, dtype=torch.float64).reshape(-1, 1, 1)
@@ -47,25 +56,32 @@ class GaussianMixture:
         # Marginal covariance per component S_k = a^2 C_k + s^2 I, shape (1 or N, K, D, D).
         S = a[:, None] ** 2 * self.cov[None] + s[:, None] ** 2 * eye
         L = torch.linalg.cholesky(S)
+        S_inv = torch.cholesky_inverse(L)
         diff = x[:, None, :] - a * self.mu[None]  # (N, K, D): x_t - a mu_k
-        sol = torch.cholesky_solve(diff[..., None], L.expand(n, -1, d, d))[..., 0]
+        if S_inv.shape[0] == 1:  # S_k^{-1} (x_t - a mu_k)
+            sol = torch.einsum("kij,nkj->nki", S_inv[0], diff)
+        else:
+            sol = (S_inv @ diff[..., None])[..., 0]
         logdet = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
         log_r = self.pi.log()[None] - 0.5 * ((diff * sol).sum(-1) + logdet)
-        r = torch.softmax(log_r, dim=1)  # responsibilities r_k(x_t)
+        r = torch.softmax(log_r, dim=1)[..., None]  # responsibilities r_k(x_t)
         cond_mean = self.mu[None] + a * torch.einsum("kij,nkj->nki", self.cov, sol)
-        return (r[..., None] * cond_mean).sum(1).to(x_t.dtype)
+        x0 = (r * cond_mean).sum(1)
+        eps = (r * s * sol).sum(1)
+        return x0.to(x_t.dtype), eps.to(x_t.dtype)
 
 
 class MixtureDenoiser:
-    """A denoiser (x_t, t, y) -> (x_0 estimate, eps estimate) that uses the exact E[x_0 | x_t]."""
+    """A denoiser (x_t, t, y) -> (x_0 estimate, eps estimate) that uses the exact E[x_0 | x_t] and
+    E[eps | x_t]. It reads alpha and sigma from ``path.alpha_t`` / ``path.sigma_t``, so it is exact on
+    every path (DDPM at integer or fractional times, flow, OT, VE), the data end included."""
 
     def __init__(self, mixture: GaussianMixture, path):
         self.mixture, self.path = mixture, path
 
     def __call__(self, x_t: torch.Tensor, t, y=None):
         a, s = self.path.alpha_t(t, x_t), self.path.sigma_t(t, x_t)
-        x0 = self.mixture.posterior_mean(x_t, a, s)
-        return x0, (x_t - a * x0) / s
+        return self.mixture.posterior(x_t, a, s)
 
 
 class LabelledMixtureDenoiser:
@@ -85,11 +101,11 @@ class LabelledMixtureDenoiser:
         a, s = self.path.alpha_t(t, x_t), self.path.sigma_t(t, x_t)
         if y is None:
             y = torch.full((x_t.shape[0],), self.null_label, dtype=torch.long)
-        x0 = torch.empty_like(x_t)
+        x0, eps = torch.empty_like(x_t), torch.empty_like(x_t)
         for label in y.unique().tolist():
             rows = y == label
             mix = self.mixture if label == self.null_label else self.components[label]
             a_r = a[rows] if a.shape[0] == x_t.shape[0] else a
             s_r = s[rows] if s.shape[0] == x_t.shape[0] else s
-            x0[rows] = mix.posterior_mean(x_t[rows], a_r, s_r)
-        return x0, (x_t - a * x0) / s
+            x0[rows], eps[rows] = mix.posterior(x_t[rows], a_r, s_r)
+        return x0, eps

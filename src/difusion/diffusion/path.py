@@ -222,8 +222,8 @@ class DDPMPath(GaussianPath):
         self.alpha_bar = torch.cumprod(self.alpha_table, dim=0)  # prod_{s=1}^t alpha_s
         self.alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alpha_bar[:-1]])
         # beta_tilde_t of eq. 7 (t >= 1; 0 at t = 0), for the learned-variance interpolation
-        self.beta_tilde = self.beta * (1.0 - self.alpha_bar_prev) / (1.0 - self.alpha_bar).clamp(
-            min=1e-20
+        self.beta_tilde = (
+            self.beta * (1.0 - self.alpha_bar_prev) / (1.0 - self.alpha_bar).clamp(min=1e-20)
         )
         self.beta_tilde[0] = 0.0
         self._lam = self.alpha_bar.log() - (1.0 - self.alpha_bar).log()  # lambda_t, +inf at 0

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from difusion.errors import DifusionError
+from difusion.experiments.ddpm import LC_10
 from difusion.experiments.page import machine, write_page
 from difusion.experiments.training import finished, train_run
 
@@ -74,7 +75,7 @@ def _draw(run, sampler: str, steps: int, n: int, seed: int = 1000, device="cpu")
     """n samples of a loaded run (any model, any sampler; DDIM with eta = 0), seeds seed...."""
     from difusion.sampling.pipeline import draw_samples
 
-    settings = run.settings(n=n, seed=seed, steps=steps, sampler=sampler, eta=0.0, batch_size=n)
+    settings = run.settings(n=n, seed=seed, steps=steps, sampler=sampler, eta=0.0)
     return draw_samples(run.model, settings, device=device, progress=False).x.float()
 
 
@@ -179,9 +180,19 @@ def _plot(rows: list[dict], floor: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _nfe_table(rows: list[dict], cell) -> list[str]:
+    """A Markdown table: a line per method, a column per NFE budget, ``cell(row)`` in each."""
+    nfes = sorted({r["nfe_budget"] for r in rows})
+    lines = ["| method | " + " | ".join(map(str, nfes)) + " |", "|---" * (len(nfes) + 1) + "|"]
+    for label in dict.fromkeys(r["method"] for r in rows):
+        found = {r["nfe_budget"]: r for r in rows if r["method"] == label}
+        cells = [cell(found[k]) if k in found else "" for k in nfes]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _page(result: dict, st: dict, out: Path, command: str) -> Path:
     rows = result["rows"]
-    nfes = sorted({r["nfe_budget"] for r in rows})
     lines = [
         "# Flow matching vs DDPM/DDIM at equal network evaluations (two moons)",
         "",
@@ -200,28 +211,12 @@ def _page(result: dict, st: dict, out: Path, command: str) -> Path:
         "",
         "Sliced Wasserstein (lower is better; NFE budget in the header, real NFE in brackets):",
         "",
-        "| method | " + " | ".join(str(k) for k in nfes) + " |",
-        "|---" * (len(nfes) + 1) + "|",
-    ]
-    for label in dict.fromkeys(r["method"] for r in rows):
-        cells = []
-        for k in nfes:
-            r = next((r for r in rows if r["method"] == label and r["nfe_budget"] == k), None)
-            cells.append("" if r is None else f"{r['sw']:.4f} ({r['nfe']})")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += [
+        *_nfe_table(rows, lambda r: f"{r['sw']:.4f} ({r['nfe']})"),
         "",
         "Energy distance:",
         "",
-        "| method | " + " | ".join(str(k) for k in nfes) + " |",
-        "|---" * (len(nfes) + 1) + "|",
+        *_nfe_table(rows, lambda r: f"{r['ed']:.4f}"),
     ]
-    for label in dict.fromkeys(r["method"] for r in rows):
-        cells = []
-        for k in nfes:
-            r = next((r for r in rows if r["method"] == label and r["nfe_budget"] == k), None)
-            cells.append("" if r is None else f"{r['ed']:.4f}")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     nll = result["nll_nats"]
     lines += [
         "",
@@ -288,7 +283,7 @@ def flow_fmnist(budget: str, runs_root: Path, results_root: Path, progress: bool
         progress,
     )
     fm = load_run(fm_dir, device)
-    ddpm_dir = runs_root / "learning-curve" / "10min"
+    ddpm_dir = runs_root / LC_10
     rows = []
 
     def score(images) -> float:
@@ -371,8 +366,6 @@ def flow_fmnist(budget: str, runs_root: Path, results_root: Path, progress: bool
 
 
 def _fmnist_page(result: dict, out: Path, command: str) -> Path:
-    rows = result["rows"]
-    nfes = sorted({r["nfe_budget"] for r in rows})
     lines = [
         "# Flow matching vs DDPM on Fashion-MNIST at equal network evaluations",
         "",
@@ -386,16 +379,7 @@ def _fmnist_page(result: dict, out: Path, command: str) -> Path:
         "row is the learning curve's 10-minute run (`docs/results/learning-curve`) with DDIM "
         "eta = 0.",
         "",
-        "| method | " + " | ".join(str(k) for k in nfes) + " |",
-        "|---" * (len(nfes) + 1) + "|",
-    ]
-    for label in dict.fromkeys(r["method"] for r in rows):
-        cells = []
-        for k in nfes:
-            r = next((r for r in rows if r["method"] == label and r["nfe_budget"] == k), None)
-            cells.append("" if r is None else f"{r['fid_domain']:.2f} ({r['nfe']})")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += [
+        *_nfe_table(result["rows"], lambda r: f"{r['fid_domain']:.2f} ({r['nfe']})"),
         "",
         f"ODE bits/dim of the flow model on {result['bpd_n']} test images (uniform "
         "dequantization, Hutchinson divergence with one Rademacher vector per image, RK4):",

@@ -69,11 +69,11 @@ CUSTOM = {"latent-vs-pixel": latent_vs_pixel}
 def reconstruction_floor(first_stage: str | Path, n: int = 2000) -> dict:
     """FID-FMNIST and precision/recall of the first stage's reconstructions of n training images:
     what a latent model's samples cannot beat, since they pass through the same decoder."""
+    from difusion.build import load_first_stage
     from difusion.data import load_dataset
-    from difusion.data.latents import LatentCodec
     from difusion.evaluation import evaluate
 
-    codec = LatentCodec(first_stage)
+    codec = load_first_stage(first_stage)
     name = codec.image_dataset
     x = load_dataset(name, split="train").data[:n]
     rec = codec.decode(codec.encode(x))

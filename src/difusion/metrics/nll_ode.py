@@ -19,16 +19,19 @@ from difusion.errors import DifusionError
 
 
 def ode_velocity(run):
-    """The differentiable ODE velocity of a :class:`difusion.runs.TrainedRun` in flow coordinates
-    (``sampling/ode.py``): its denoiser, unclipped (the ODE must be smooth), on its own path."""
+    """The differentiable ODE velocity of a :class:`difusion.runs.TrainedRun`, from its denoiser
+    unclipped (the ODE must be smooth): on a continuous path (t in [0, 1], noise N(0, I) at t = 1)
+    in the path's own time; on the discrete DDPM path in rectified-flow coordinates
+    (``sampling/ode.py``), whose tau runs from 0 (data) to 1 (noise)."""
     from difusion.sampling import ModelDenoiser
-    from difusion.sampling.ode import ode_velocity as velocity_of
+    from difusion.sampling.ode import ode_velocity as flow_coordinates
+    from difusion.sampling.ode import path_velocity
 
     m = run.model
     den = ModelDenoiser(
         m.network, m.path, m.prediction, learn_sigma=m.learn_sigma, differentiable=True
     )
-    return velocity_of(den, m.path)
+    return flow_coordinates(den, m.path) if m.path.discrete else path_velocity(den, m.path)
 
 
 def run_ode_nll(

@@ -37,7 +37,7 @@ def sample_inpaint(
     noise: Callable | None = None,
     callback: Callable[[Step], None] | None = None,
 ) -> torch.Tensor:
-    """Ancestral DDPM steps on ``timesteps`` (integer times, descending to 0) that keep ``known``
+    """Ancestral steps on ``timesteps`` (descending to 0, any path) that keep ``known``
     where ``mask`` is 1. ``mask`` broadcasts against x (for images (N or 1, 1 or C, H, W))."""
     if variance not in VARIANCES:
         raise ConfigError(f"unknown variance {variance!r}; choose one of: {', '.join(VARIANCES)}")
@@ -61,8 +61,10 @@ def sample_inpaint(
                 x_s, known_s = mean, known
             x_s = m * known_s + (1 - m) * x_s
             if r + 1 < resample and s > 0:  # RePaint: back to t through q(x_t | x_s), then again
-                ratio = (path.alpha_bar[t] / path.alpha_bar[s]).item()
-                x = ratio**0.5 * x_s + (1 - ratio) ** 0.5 * draw(x.shape)
+                # q(x_t | x_s) = N(alpha_{t|s} x_s, sigma_{t|s}^2 I), alpha_{t|s} = alpha_t / alpha_s
+                (a_t, s_t), (a_s, s_s) = path.alpha_sigma(t), path.alpha_sigma(s)
+                a_ts = a_t / a_s
+                x = a_ts * x_s + max(s_t**2 - a_ts**2 * s_s**2, 0.0) ** 0.5 * draw(x.shape)
         x = x_s
         if callback is not None:
             callback(Step(i, t, s, x, x0))

@@ -4,7 +4,9 @@ Deterministic DDIM (eta = 0) is the Euler discretisation of an ODE, so it can be
 from an image x_0 up to a latent x_T that DDIM maps back to (nearly) the same image. From t to a
 later time s the step is eq. 12 with the roles swapped:
 
-    x_s = sqrt(alpha_bar_s) x0_hat(x_t, t) + sqrt(1 - alpha_bar_s) eps_hat(x_t, t).
+    x_s = alpha_s x0_hat(x_t, t) + sigma_s eps_hat(x_t, t)    (on DDPM, alpha_s = sqrt(alpha_bar_s)),
+
+on any path.
 
 The estimates are taken at the current point (an explicit Euler step, first order, so the
 reconstruction error shrinks as the grid gets finer). At t = 0 the network has no noise to predict,
@@ -36,8 +38,8 @@ def invert_ddim(
     x = x0
     for i, (t, s) in enumerate(zip(ts[:-1], ts[1:], strict=True)):
         x0_hat, eps = denoiser(x, t if t > 0 else ts[1], y)
-        ab_s = path.alpha_bar[s].item()
-        x = ab_s**0.5 * x0_hat + (1 - ab_s) ** 0.5 * eps  # eq. 12 with eta = 0, upwards
+        a_s, s_s = path.alpha_sigma(s)
+        x = a_s * x0_hat + s_s * eps  # eq. 12 with eta = 0, upwards
         if callback is not None:
             callback(Step(i, t, s, x, x0_hat))
     return x

@@ -60,6 +60,18 @@ def ode_velocity(denoiser, path) -> Velocity:
     return u
 
 
+def path_velocity(denoiser, path) -> Velocity:
+    """v(x, t, y) = alpha'(t) x0_hat + sigma'(t) eps_hat: the probability-flow ODE in the path's own
+    time and coordinates (a flow network's velocity on its path; used for the likelihood on
+    continuous paths, whose ends need no change of coordinates)."""
+
+    def v(x: torch.Tensor, t, y: torch.Tensor | None = None) -> torch.Tensor:
+        x0, eps = denoiser(x, t, y)
+        return path.velocity(x0, eps, t)
+
+    return v
+
+
 def solve_ode(
     velocity: Velocity,
     xh: torch.Tensor,

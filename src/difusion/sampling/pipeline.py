@@ -84,7 +84,9 @@ class SampleSettings:
         if not (math.isfinite(self.guidance) and self.guidance >= 0):
             raise ConfigError(f"the guidance scale must be a finite w >= 0, got {self.guidance}")
         if not 0.0 <= self.guidance_rescale <= 1.0:
-            raise ConfigError(f"the guidance rescale must be in [0, 1], got {self.guidance_rescale}")
+            raise ConfigError(
+                f"the guidance rescale must be in [0, 1], got {self.guidance_rescale}"
+            )
         check_interval(self.guidance_interval)
         return self
 
@@ -235,7 +237,9 @@ def draw_samples(
             x_T = prior * x_T
         y = labels[start : start + len(chunk)].to(device) if labels is not None else None
 
-        def callback(step, first=(start == 0), k=len(chunk)):
+        k = len(chunk)
+
+        def callback(step, first=(start == 0), k=k):
             bar.update(k)
             if first and trajectory and step.index in record:
                 frames.append(_frame(step, lim, data_for_frames, model.decode))

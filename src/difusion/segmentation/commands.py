@@ -28,7 +28,7 @@ def is_segmentation_run(run_dir: Path) -> bool:
 def read_image(path: Path) -> np.ndarray:
     """A grey image ``(H, W)`` float32 normalised to about [0, 1] from a TIFF or PNG/JPEG file
     (colour is averaged to grey)."""
-    from difusion.segmentation.cells import normalize
+    from difusion.data.cells import normalize
 
     path = Path(path)
     if not path.is_file():

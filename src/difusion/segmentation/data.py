@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from difusion.config import SEGMENTATION_SOURCES as SOURCES
 from difusion.errors import ConfigError
 
-SOURCES = ("synthetic", "stardist", "dsb2018")
 EVAL_SOURCES = ("synthetic", "stardist", "dsb2018-sample", "dsb2018")
 
 
@@ -21,7 +21,7 @@ def load_images(
     ``dsb2018``: the first ``n`` images of the archive's train or test split.
     """
     if source == "synthetic":
-        from difusion.segmentation.cells import synthetic_set
+        from difusion.data.cells import synthetic_set
 
         x, y = synthetic_set(n, size, seed if split == "train" else seed + 1)
         return list(x), list(y)

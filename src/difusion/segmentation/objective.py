@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from difusion.config import Config
-from difusion.errors import CheckpointError, ConfigError, DifusionError
-from difusion.nn.unet_seg import PADDINGS, UNetSeg, output_size
-from difusion.segmentation.data import SOURCES, load_images
+from difusion.errors import CheckpointError
+from difusion.nn.unet_seg import UNetSeg, output_size
+from difusion.segmentation.data import load_images
 from difusion.segmentation.elastic import elastic_deform, flip_rotate, grey_values
 from difusion.segmentation.tiling import mirror_pad
 from difusion.segmentation.weight_map import class_weights, separation_target, weight_map
@@ -105,30 +105,6 @@ class SegmentationObjective(Objective):
         self.n_instances = sum(int(len(np.unique(y)) - 1) for y in instances)
         if s.loss == "dice+ce":
             self.loss_label = "Dice + weighted cross-entropy"
-
-    @classmethod
-    def validate(cls, cfg: Config) -> None:
-        s = cfg.segmentation
-        if s.data not in SOURCES:
-            raise ConfigError(f"segmentation.data must be one of: {', '.join(SOURCES)}")
-        if s.padding not in PADDINGS:
-            raise ConfigError(f"segmentation.padding must be valid or same, got {s.padding!r}")
-        if s.loss not in ("ce", "dice+ce"):
-            raise ConfigError(f"segmentation.loss must be ce or dice+ce, got {s.loss!r}")
-        if s.instances not in ("components", "watershed"):
-            raise ConfigError("segmentation.instances must be components or watershed")
-        if s.n_train < 1 or s.n_test < 1 or s.base_channels < 1 or s.depth < 1:
-            raise ConfigError(
-                "segmentation.n_train, n_test, base_channels and depth must be at least 1"
-            )
-        if s.sigma <= 0 or s.w0 < 0 or s.elastic_std < 0 or s.elastic_grid < 2:
-            raise ConfigError(
-                "segmentation.sigma must be > 0, w0 and elastic_std >= 0, elastic_grid >= 2"
-            )
-        try:
-            output_size(s.tile, s.depth, s.padding)
-        except DifusionError as e:
-            raise ConfigError(f"segmentation.tile: {e}") from None
 
     def describe(self) -> str:
         s = self.cfg.segmentation

@@ -23,10 +23,10 @@ from tqdm.auto import tqdm
 
 from difusion.build import build_dataset, build_network
 from difusion.config import Config
-from difusion.diffusion.flow import FLOW_PATHS, FlowPath
+from difusion.diffusion.flow import FlowPath
 from difusion.errors import ConfigError
 from difusion.sampling.denoiser import ModelDenoiser
-from difusion.sampling.ode import ODE_SOLVERS, ode_times, ode_velocity, solve_ode
+from difusion.sampling.ode import ode_times, ode_velocity, solve_ode
 from difusion.training.diffusion_objective import finish_samples, preview_samples
 from difusion.training.objectives import Objective, register
 
@@ -45,9 +45,6 @@ def ot_couple(x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     cost = torch.cdist(x0.flatten(1).double(), eps.flatten(1).double()).pow(2)
     _, cols = linear_sum_assignment(cost.cpu().numpy())
     return eps[torch.as_tensor(cols, device=eps.device)]
-
-
-TIME_SAMPLINGS = ("uniform", "logit-normal")
 
 
 def sample_times(
@@ -97,42 +94,11 @@ class FlowObjective(Objective):
         else:
             self.data = d.data.to(device)
 
-    @classmethod
-    def validate(cls, cfg: Config) -> None:
-        f = cfg.flow
-        if f.path not in FLOW_PATHS:
-            raise ConfigError(f"flow.path must be one of {', '.join(FLOW_PATHS)}, got {f.path!r}")
-        if f.time_sampling not in TIME_SAMPLINGS:
-            raise ConfigError(
-                f"flow.time_sampling must be one of {', '.join(TIME_SAMPLINGS)}, "
-                f"got {f.time_sampling!r}"
-            )
-        if f.logit_std <= 0:
-            raise ConfigError(f"flow.logit_std must be positive, got {f.logit_std}")
-        if not 0.0 <= f.sigma_min < 1.0:
-            raise ConfigError(f"flow.sigma_min must be in [0, 1), got {f.sigma_min}")
-        if f.reflow_solver not in ODE_SOLVERS:
-            raise ConfigError(f"flow.reflow_solver must be one of {', '.join(ODE_SOLVERS)}")
-        if f.reflow_pairs <= 0 or f.reflow_steps <= 0:
-            raise ConfigError("flow.reflow_pairs and flow.reflow_steps must be positive")
-        if f.reflow and f.ot_coupling:
-            raise ConfigError(
-                "flow.reflow trains on the teacher's own pairs; set flow.ot_coupling=false"
-            )
-        if f.reflow and cfg.model.class_conditional:
-            raise ConfigError(
-                "flow.reflow supports unconditional runs only; unset class_conditional"
-            )
-        if f.reflow and not (Path(f.reflow) / "report.md").exists():
-            raise ConfigError(
-                f"flow.reflow={f.reflow} is not a finished run folder; train it first"
-            )
-
     def _reflow_pairs(self, cfg: Config, device) -> tuple[torch.Tensor, torch.Tensor]:
         """(eps, x_0) with x_0 the teacher's ODE solution from eps (Liu et al. Algorithm 1,
         "reflow"); the student starts from the teacher's weights."""
+        from difusion.precision import autocast_dtype
         from difusion.runs import load_run
-        from difusion.training.precision import autocast_dtype
 
         teacher = load_run(cfg.flow.reflow, device)
         if teacher.config.objective != "flow":
@@ -155,7 +121,9 @@ class FlowObjective(Objective):
         for chunk in tqdm(eps.split(256), desc="reflow pairs", leave=False, disable=True):
             with torch.no_grad():
                 x0.append(
-                    solve_ode(velocity, chunk.to(device), ode_times(f.reflow_steps), f.reflow_solver)
+                    solve_ode(
+                        velocity, chunk.to(device), ode_times(f.reflow_steps), f.reflow_solver
+                    )
                 )
         return eps.to(device), torch.cat(x0).float()
 

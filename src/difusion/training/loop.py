@@ -19,24 +19,25 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from difusion.config import Config, config_from_dict, load_yaml, save_config
-from difusion.errors import ConfigError, TrainingError
-from difusion.sampling.pipeline import bar_interval
-from difusion.nn import num_parameters
-from difusion.training import distributed
-from difusion.training.checkpoint import (
+from difusion.checkpoint import (
+    CHECKPOINT,
     load_checkpoint,
     load_module,
     restore_optimizer,
     save_checkpoint,
 )
+from difusion.config import Config, load_run_config, save_config
+from difusion.errors import ConfigError, TrainingError
+from difusion.nn import num_parameters
+from difusion.precision import autocast_dtype
+from difusion.sampling.pipeline import bar_interval
+from difusion.training import distributed
 from difusion.training.ema import EMA
 from difusion.training.objectives import build_objective
-from difusion.training.precision import autocast_dtype
 from difusion.training.schedule import lr_factor
 from difusion.viz import plot_loss
 
-CHECKPOINT = "checkpoint.safetensors"
+__all__ = ["CHECKPOINT", "RunResult", "load_run_config", "train"]
 
 
 @dataclass
@@ -70,16 +71,6 @@ class _StopSignal:
     def __exit__(self, *exc):
         for sig, old in self._old.items():
             signal.signal(sig, old)
-
-
-def load_run_config(run_dir: Path) -> Config:
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(
-            f"{run_dir} is not a run folder (no config.yaml); give a folder made by "
-            "`difusion train`"
-        )
-    return config_from_dict(load_yaml(path))
 
 
 def train(

@@ -7,7 +7,9 @@ make at the end. Diffusion is one objective; autoencoders and segmentation are o
 by name and chosen by the config's top-level ``objective`` key.
 
 To add one, subclass :class:`Objective` and call :func:`register` in its module, then name the
-module in ``_MODULES`` so the registry can import it on demand.
+module in ``_MODULES`` so the registry can import it on demand, and add the check of its config
+section to :data:`difusion.config.OBJECTIVE_CHECKS` (the config sits below training and checks every
+section when it is loaded, so no config needs the objective's module to be refused).
 """
 
 from __future__ import annotations
@@ -31,10 +33,6 @@ class Objective:
     def __init__(self, cfg: Config, device: torch.device):
         self.cfg, self.device = cfg, device
         self.network: torch.nn.Module
-
-    @classmethod
-    def validate(cls, cfg: Config) -> None:
-        """Refuse impossible values of this objective's config section (raise ConfigError)."""
 
     def describe(self) -> str:
         """One line for the start of training: data, shape, size."""
