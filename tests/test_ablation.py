@@ -9,7 +9,7 @@ from difusion.experiments.ablation import CHOICES, ablation, run_name
 
 
 def test_ablation_rows_change_what_they_say(tmp_path):
-    from difusion.experiments.runner import run_experiment
+    from difusion.experiments import run_experiment
 
     exp = ablation("small")
     page = run_experiment(exp, tmp_path / "runs", tmp_path / "results", progress=False)

@@ -268,7 +268,9 @@ def test_a_flow_run_opens(registry, flow_run, digits_cond_run):
     assert run.model.prediction == "velocity" and isinstance(run.path, FlowPath)
     summary = ex.run_summary(run)
     assert (
-        "rectified flow" in summary and "predicts velocity" in summary and "flow step 10" in summary
+        "rectified flow" in summary
+        and "predicts velocity" in summary
+        and "flow, step 10" in summary
     )
     assert "guidance w = 2 at noise fractions [0.3, 0.8]" in summary
     assert ex.run_defaults(run) == {"sampler": "fm-euler", "steps": 14, "guidance": 2.0}

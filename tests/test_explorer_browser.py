@@ -169,7 +169,7 @@ def test_forward_tab_shows_the_runs_path_and_the_slider_moves_it(page, shots, ru
         assert f"alpha_t = {1 - late / run_path.t_max:.4f}" in text
     # picking a DDPM schedule shows it instead: the slider runs over 0..T
     page.locator("#fwd-schedule").get_by_label("cosine").check()
-    _level_shows(page, "of T = 1000: DDPM")
+    _level_shows(page, "of T = 1000 (the cosine DDPM schedule)")
     number.fill("900")
     number.press("Enter")
     _level_shows(page, "t = 900 of T = 1000")

@@ -414,7 +414,7 @@ def path_curves(
         ax.set_xlabel("t")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.9))  # room above for the page's label of the picture
     fig.canvas.draw()
     image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     plt.close(fig)
@@ -547,7 +547,8 @@ def reverse_process(
     keep: int = 16,
     interval: tuple[float, float] | None = None,
 ) -> Trajectory:
-    """Sample ``run`` from x_T ~ N(0, I) at t_max down to t = 0 with a named sampler (see
+    """Sample ``run`` from noise at t_max (N(0, I) on DDPM and the flows; the path's
+    ``prior_std`` times that in general) down to t = 0 with a named sampler (see
     ``difusion.sampling.samplers``), recording x_t and the x_0 estimate of the first ``keep``
     samples (all of a 2-D cloud) at ``frames`` evenly spaced steps.
 
@@ -690,7 +691,7 @@ def run_summary(run: TrainedRun) -> str:
         if own.guidance:
             steps += f", guidance w = {own.guidance:g} at noise fractions [{lo:g}, {hi:g}]"
     return (
-        f"{cfg.data.name} {'x'.join(map(str, run.shape))}, {cfg.objective} step {run.step}: "
+        f"{cfg.data.name} {'x'.join(map(str, run.shape))}, {cfg.objective}, step {run.step}: "
         f"{path}; predicts {model.prediction}{extras}. Its own sampler: {own.sampler}{steps}"
     )
 

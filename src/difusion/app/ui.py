@@ -110,10 +110,7 @@ def _forward_tab(registry: ex.RunRegistry, datasets: list[str], runs: list[str])
                 x_t = gr.Image(label="x_t", type="numpy", elem_id="fwd-image", height=260)
                 level = gr.Markdown(elem_id="fwd-level")
             strip = gr.Image(label="x_t at 8 times from 0 to t_max, same eps", elem_id="fwd-strip")
-    curves = gr.Image(
-        label="this path (black) and the DDPM schedules: alpha_t, sigma_t, log-SNR, noise fraction",
-        elem_id="fwd-curves",
-    )
+    curves = gr.Image(label="this path (black) and the DDPM schedules", elem_id="fwd-curves")
     message = gr.Markdown(elem_id="fwd-message")
 
     def show(choice, source, index, upload, schedule, T, t, seed):
@@ -132,9 +129,10 @@ def _forward_tab(registry: ex.RunRegistry, datasets: list[str], runs: list[str])
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), _message(e)
         lv = view.level
         end = f"T = {path.T}" if path.discrete else f"t_max = {path.t_max:g}"
+        what = f"the {label} DDPM schedule" if label in ex.SCHEDULES else f"the path of {label}"
         text = (
-            f"**t = {lv['t']:g}** of {end}: {path.describe()}\n\n"
-            f"x_t = alpha_t x_0 + sigma_t eps\n\n"
+            f"**t = {lv['t']:g}** of {end} ({what})\n\n"
+            f"{path.describe()}: x_t = alpha_t x_0 + sigma_t eps\n\n"
             f"alpha_t = {lv['alpha']:.4f} (alpha_t^2 = {lv['alpha_bar']:.4f}, DDPM's alpha_bar_t)"
             f"\n\nsigma_t = {lv['sigma']:.4f}\n\n"
             f"SNR_t = alpha_t^2 / sigma_t^2 = {lv['snr']:.4g}\n\n"

@@ -47,27 +47,27 @@ class GaussianMixture:
         s, finite (zero) at the data end s = 0 of the rectified flow and the VE path, where
         (x_t - a x0) / s would be 0 / 0. ``a`` and ``s`` are scalars or (N, 1) tensors."""
         x = x_t.double()
-        n, d = x.shape
-        a = torch.as_tensor(a, dtype=torch.float64).reshape(-1, 1, 1)
-        s = torch.as_tensor(s, dtype=torch.float64).reshape(-1, 1, 1)
+        d = x.shape[1]
+        a = torch.as_tensor(a, dtype=torch.float64).reshape(-1)  # (1,) or (N,)
+        s = torch.as_tensor(s, dtype=torch.float64).reshape(-1)
         if a.numel() > 1 and bool((a == a[0]).all() and (s == s[0]).all()):
             a, s = a[:1], s[:1]  # one time for the whole batch: factor K matrices, not N*K
         eye = torch.eye(d, dtype=torch.float64)
         # Marginal covariance per component S_k = a^2 C_k + s^2 I, shape (1 or N, K, D, D).
-        S = a[:, None] ** 2 * self.cov[None] + s[:, None] ** 2 * eye
+        S = a[:, None, None, None] ** 2 * self.cov[None] + s[:, None, None, None] ** 2 * eye
         L = torch.linalg.cholesky(S)
         S_inv = torch.cholesky_inverse(L)
-        diff = x[:, None, :] - a * self.mu[None]  # (N, K, D): x_t - a mu_k
-        if S_inv.shape[0] == 1:  # S_k^{-1} (x_t - a mu_k)
-            sol = torch.einsum("kij,nkj->nki", S_inv[0], diff)
+        # Laid out (K, D, N): every reduction runs along the long axis N (4x faster than (N, K, D)).
+        diff = x.T[None] - self.mu[:, :, None] * a  # x_t - a mu_k
+        if a.numel() == 1:
+            sol = S_inv[0] @ diff  # S_k^{-1} (x_t - a mu_k)
         else:
-            sol = (S_inv @ diff[..., None])[..., 0]
-        logdet = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
-        log_r = self.pi.log()[None] - 0.5 * ((diff * sol).sum(-1) + logdet)
-        r = torch.softmax(log_r, dim=1)[..., None]  # responsibilities r_k(x_t)
-        cond_mean = self.mu[None] + a * torch.einsum("kij,nkj->nki", self.cov, sol)
-        x0 = (r * cond_mean).sum(1)
-        eps = (r * s * sol).sum(1)
+            sol = torch.einsum("nkij,kjn->kin", S_inv, diff)
+        logdet = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1).T  # (K, 1 or N)
+        log_r = self.pi.log()[:, None] - 0.5 * (logdet + (diff * sol).sum(1))
+        r = torch.softmax(log_r, dim=0)[:, None]  # responsibilities r_k(x_t), (K, 1, N)
+        x0 = (r * (self.mu[:, :, None] + a * (self.cov @ sol))).sum(0).T
+        eps = (r * sol).sum(0).T * s[:, None]
         return x0.to(x_t.dtype), eps.to(x_t.dtype)
 
 

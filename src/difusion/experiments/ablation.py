@@ -79,6 +79,7 @@ _TINY = [
     "model.num_res_blocks=1",
     "model.attention_levels=[]",
     "sample.n=8",
+    "sample.steps=20",  # the runs' own final samples: not 1000 ancestral steps
 ]
 
 

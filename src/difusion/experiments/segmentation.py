@@ -62,7 +62,7 @@ def _minutes(run_dir: Path) -> float:
 
 def _setup(run_dir: Path) -> str:
     """What the runs were: steps, batch, the U-Net's size and tiles (from a run's config)."""
-    from difusion.training.loop import load_run_config
+    from difusion.config import load_run_config
 
     cfg = load_run_config(run_dir)
     s = cfg.segmentation

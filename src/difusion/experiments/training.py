@@ -20,7 +20,7 @@ FINAL_OUTPUT = {"autoencoder": "measures.json", "segmentation": "scores.json"}
 
 def finished(run_dir: str | Path) -> bool:
     """Whether ``run_dir`` holds a run that trained to its end (the one rule; see the module)."""
-    from difusion.training.loop import load_run_config
+    from difusion.config import load_run_config
 
     run_dir = Path(run_dir)
     if not (run_dir / "report.md").is_file() or not (run_dir / "config.yaml").is_file():
@@ -51,8 +51,9 @@ def train_run(preset: str, overrides: list[str], run_dir: str | Path, progress: 
     """Reuse ``run_dir`` if finished, resume it from its checkpoint, or train it from ``preset`` and
     ``overrides``; returns "reused", "resumed" or "trained". Raises DifusionError when the training
     stopped before its end (the checkpoint is saved: running the experiment again resumes it)."""
+    from difusion.checkpoint import CHECKPOINT
     from difusion.config import load_config
-    from difusion.training.loop import CHECKPOINT, train
+    from difusion.training.loop import train
 
     run_dir = Path(run_dir)
     with run_lock(run_dir):
