@@ -176,8 +176,8 @@ class SegmentationConfig:
 class FlowConfig:
     """``objective: flow`` (training/flow_objective.py): flow matching, t = 0 data, t = 1 noise.
 
-    Sampling uses ``sample.sampler`` (fm-euler, fm-heun, fm-rk4, or any DDPM sampler through the
-    velocity-to-denoiser adapter on ``diffusion.schedule``) and ``sample.steps``."""
+    Sampling uses ``sample.sampler`` (fm-euler, fm-heun, fm-rk4, or any DDPM sampler on the flow
+    path, over the grid of ``diffusion.schedule`` carried over by log-SNR) and ``sample.steps``."""
 
     path: str = "rectified"  # rectified: (1 - t) x_0 + t eps; ot: (1 - t) x_0 + (s + (1 - s) t) eps
     sigma_min: float = 1.0e-4  # ot only: the noise s left at the data end (Lipman et al.)

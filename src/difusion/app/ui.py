@@ -132,7 +132,7 @@ def _forward_tab(registry: ex.RunRegistry, datasets: list[str], runs: list[str])
         what = f"the {label} DDPM schedule" if label in ex.SCHEDULES else f"the path of {label}"
         text = (
             f"**t = {lv['t']:g}** of {end} ({what})\n\n"
-            f"{path.describe()}: x_t = alpha_t x_0 + sigma_t eps\n\n"
+            f"{path.describe()}; on every path x_t = alpha_t x_0 + sigma_t eps\n\n"
             f"alpha_t = {lv['alpha']:.4f} (alpha_t^2 = {lv['alpha_bar']:.4f}, DDPM's alpha_bar_t)"
             f"\n\nsigma_t = {lv['sigma']:.4f}\n\n"
             f"SNR_t = alpha_t^2 / sigma_t^2 = {lv['snr']:.4g}\n\n"

@@ -59,10 +59,9 @@ class GaussianMixture:
         S_inv = torch.cholesky_inverse(L)
         # Laid out (K, D, N): every reduction runs along the long axis N (4x faster than (N, K, D)).
         diff = x.T[None] - self.mu[:, :, None] * a  # x_t - a mu_k
-        if a.numel() == 1:
-            sol = S_inv[0] @ diff  # S_k^{-1} (x_t - a mu_k)
-        else:
-            sol = torch.einsum("nkij,kjn->kin", S_inv, diff)
+        shared = a.numel() == 1  # one S_k for the whole batch, or one per example
+        # sol = S_k^{-1} (x_t - a mu_k)
+        sol = S_inv[0] @ diff if shared else torch.einsum("nkij,kjn->kin", S_inv, diff)
         logdet = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1).T  # (K, 1 or N)
         log_r = self.pi.log()[:, None] - 0.5 * (logdet + (diff * sol).sum(1))
         r = torch.softmax(log_r, dim=0)[:, None]  # responsibilities r_k(x_t), (K, 1, N)

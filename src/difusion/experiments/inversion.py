@@ -37,14 +37,14 @@ def run_inversion(
     # amplifies the network's error by 1 / alpha_T (2e4 for the cosine schedule).
     den = run.model.denoiser()
 
-    def grid(steps: int) -> list:  # DDIM's grid on the model's path (trailing spacing)
+    def ddim_grid(steps: int) -> list:  # DDIM's grid on the model's path (trailing spacing)
         return run.model.timesteps(SampleSettings(sampler="ddim", steps=steps))
 
     x0 = load_dataset(run.config.data.name, split="test").data[:n].float()
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, recon = [], {}
     for s in steps:
-        ts = grid(s)
+        ts = ddim_grid(s)
         x_T = invert_ddim(den, run.path, x0, ts)
         x_rec = sample_ddim(den, run.path, x_T, ts).clamp(-1, 1)
         mse = (x_rec - x0).pow(2).mean(dim=(1, 2, 3))  # per image, data in [-1, 1]
@@ -66,7 +66,7 @@ def run_inversion(
     grid = make_grid(torch.cat([x0[:8], *recon.values()]), nrow=8, scale=scale)
     Image.fromarray(grid).save(out_dir / "reconstructions.png")
     # Interpolation: invert two images, slerp between their latents, decode (DDIM Sec. 5.3).
-    ts = grid(max(steps))
+    ts = ddim_grid(max(steps))
     pair = invert_ddim(den, run.path, x0[:2], ts)
     alphas = torch.linspace(0, 1, 8)
     z = torch.cat([slerp(pair[:1], pair[1:], a.item()) for a in alphas])
@@ -82,7 +82,7 @@ def run_inversion(
             den,
             run.path,
             noise.randn(x0[:8].shape),
-            grid(50),
+            ddim_grid(50),
             x0[:8],
             mask,
             resample=resample,

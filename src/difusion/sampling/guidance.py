@@ -113,12 +113,10 @@ class GuidedDenoiser:
 
     @torch.no_grad()
     def __call__(self, x_t: torch.Tensor, t, y: torch.Tensor | None = None):
-        if y is None or self.w == 0.0:
-            return self.denoiser(x_t, t, y)  # unconditional, or w = 0: nothing to guide
-        if self.interval != (0.0, 1.0):
-            tau = self.path.noise_fraction(t.flatten()[0] if torch.is_tensor(t) else t)
-            if not guides_at(tau, self.interval):
-                return self.denoiser(x_t, t, y)  # outside the interval: plain conditional
+        if y is None or self.w == 0.0 or not self._guides(t):
+            # unconditional, w = 0 or outside the interval: the plain (conditional) prediction
+            x0, eps = self.denoiser(x_t, t, y)
+            return self._clipped(x_t, t, x0, eps) if self.clip_x0 else (x0, eps)
         n = x_t.shape[0]
         null = torch.full_like(y, self.null_label)
         t2 = torch.cat([t, t]) if torch.is_tensor(t) and t.dim() > 0 else t
@@ -127,13 +125,25 @@ class GuidedDenoiser:
         eps_c, eps_u = eps_both[:n], eps_both[n:]
         x0 = (1 + self.w) * x0_c - self.w * x0_u  # eq. 6, in x_0 form
         eps = (1 + self.w) * eps_c - self.w * eps_u
-        if self.rescale > 0.0 or self.clip_x0:
-            if self.rescale > 0.0:
-                dims = tuple(range(1, x0.dim()))
-                ratio = x0_c.std(dim=dims, keepdim=True) / x0.std(dim=dims, keepdim=True)
-                x0 = self.rescale * (x0 * ratio) + (1 - self.rescale) * x0
-            if self.clip_x0:
-                x0 = x0.clamp(-1.0, 1.0)
-            alpha, sigma = self.path.alpha_t(t, x_t), self.path.sigma_t(t, x_t)
-            eps = eps_from_x0(x_t, x0, alpha, sigma)
-        return x0, eps
+        if self.rescale > 0.0:
+            dims = tuple(range(1, x0.dim()))
+            ratio = x0_c.std(dim=dims, keepdim=True) / x0.std(dim=dims, keepdim=True)
+            x0 = self.rescale * (x0 * ratio) + (1 - self.rescale) * x0
+            return self._clipped(x_t, t, x0, eps)
+        return self._clipped(x_t, t, x0, eps) if self.clip_x0 else (x0, eps)
+
+    def _guides(self, t) -> bool:
+        if self.interval == (0.0, 1.0):
+            return True
+        return guides_at(
+            self.path.noise_fraction(t.flatten()[0] if torch.is_tensor(t) else t), self.interval
+        )
+
+    def _clipped(self, x_t, t, x0, eps):
+        """Clip x_0 (images) and recompute eps from it; at sigma = 0 (clean data, where the flow
+        solvers evaluate their last stage) eps is not determined by x_0 and is kept."""
+        if self.clip_x0:
+            x0 = x0.clamp(-1.0, 1.0)
+        alpha, sigma = self.path.alpha_t(t, x_t), self.path.sigma_t(t, x_t)
+        safe = torch.where(sigma > 0, sigma, torch.ones_like(sigma))
+        return x0, torch.where(sigma > 0, eps_from_x0(x_t, x0, alpha, safe), eps)

@@ -6,8 +6,8 @@ evaluation (NFE) per step, except Heun (2, and 1 on the last step) and the fm-* 
 
 Time grids. The DDPM samplers' grids (ddpm, ddim, dpmpp-2m, euler, heun) are defined on a discrete
 DDPM path: its integer times, or the Karras noise levels between them. On a continuous path they are
-carried over by log-SNR from a ``grid_path`` (a flow run's ``diffusion.schedule``), so a flow model
-visits the noise levels a DDPM of that schedule would; without one they are evenly spaced times.
+carried over by log-SNR from a ``grid_path`` (a flow run's ``diffusion.schedule``; without one, the
+cosine schedule with T = 1000), so a flow model visits the noise levels a DDPM would.
 The fm-* grids are evenly spaced noise fractions tau = sigma / (alpha + sigma) on every path.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from difusion.diffusion.path import as_time
+from difusion.diffusion.path import DDPMPath, as_time
 from difusion.errors import ConfigError
 from difusion.sampling.ddim import ddim_timesteps, sample_ddim
 from difusion.sampling.ddpm import respaced_timesteps, sample_ddpm
@@ -53,9 +53,8 @@ def timesteps_for(
     if name.startswith("fm-"):
         return ode_timesteps(path, steps or DEFAULT_STEPS[name])
     grid = grid_path if grid_path is not None else path
-    if not grid.discrete:  # a continuous path on its own: evenly spaced times
-        n = steps or DEFAULT_STEPS.get(name, 1000)
-        return [grid.t_max * (1 - i / n) for i in range(n)] + [0.0]
+    if not grid.discrete:  # a continuous path on its own borrows the cosine schedule's grid
+        grid = DDPMPath.from_schedule("cosine", 1000)
     if name == "ddpm":
         ts = respaced_timesteps(grid.T, steps or grid.T)
     elif name in ("euler", "heun"):
@@ -64,8 +63,11 @@ def timesteps_for(
         ts = ddim_timesteps(grid.T, min(steps or DEFAULT_STEPS[name], grid.T), spacing)
     if grid is path:
         return ts
-    # the same noise levels on ``path``: equal log-SNR (t = 0, clean data, stays 0)
-    return [path.t_at_log_snr(grid.log_snr(as_time(t))).item() if t else 0.0 for t in ts]
+    # the same noise levels on ``path``: equal log-SNR (t = 0, clean data, stays 0). Levels the
+    # path does not reach (beyond a VE path's sigma_max, below an OT path's sigma_min) clamp to its
+    # ends; the repeats they leave are dropped, so no step has zero length.
+    mapped = [path.t_at_log_snr(grid.log_snr(as_time(t))).item() if t else 0.0 for t in ts]
+    return [t for i, t in enumerate(mapped) if i == 0 or t != mapped[i - 1]]
 
 
 def network_evaluations(name: str, timesteps: list) -> int:
