@@ -55,8 +55,8 @@ def _child_sample(preset: str, overrides: list[str], n: int, steps: int, sampler
 
     from difusion.build import build_model, build_network
     from difusion.config import load_config
+    from difusion.precision import autocast_dtype
     from difusion.sampling.pipeline import SampleSettings, draw_samples
-    from difusion.training.precision import autocast_dtype
 
     cfg = load_config(preset, overrides)
     shape = (1, 8, 8) if cfg.data.name == "digits" else (1, 28, 28)

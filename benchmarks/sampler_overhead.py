@@ -26,9 +26,9 @@ import torch
 
 from difusion.build import build_network, build_path
 from difusion.config import load_config
+from difusion.precision import autocast_dtype
 from difusion.sampling import GuidedDenoiser, ModelDenoiser, PerImageNoise
 from difusion.sampling.samplers import SAMPLERS, network_evaluations, run_sampler, timesteps_for
-from difusion.training.precision import autocast_dtype
 
 
 def measure(

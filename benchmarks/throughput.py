@@ -28,12 +28,12 @@ from pathlib import Path
 
 import torch
 
+from difusion.checkpoint import save_checkpoint
 from difusion.config import Config, load_config
+from difusion.precision import autocast_dtype
 from difusion.training import loop as loop_module
-from difusion.training.checkpoint import save_checkpoint
 from difusion.training.ema import EMA
 from difusion.training.objectives import build_objective
-from difusion.training.precision import autocast_dtype
 
 VARIANTS = ("fp32", "bf16", "fp32-cl", "bf16-cl")
 

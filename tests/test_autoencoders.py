@@ -8,9 +8,8 @@ import torch
 
 from difusion.autoencoders.losses import contractive_penalty, gaussian_kl
 from difusion.autoencoders.measures import PCA, codebook_usage, elbo, iwae_bound, psnr, ssim
-from difusion.autoencoders.model import Autoencoder
 from difusion.config import load_config
-from difusion.nn.autoencoders import VectorQuantizer
+from difusion.nn.autoencoders import Autoencoder, VectorQuantizer
 
 
 def _tiny_vae(seed=0, likelihood="gaussian"):

@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from difusion.errors import CheckpointError
-from difusion.training.checkpoint import (
+from difusion.checkpoint import (
     load_checkpoint,
     load_module,
     restore_optimizer,
     save_checkpoint,
 )
+from difusion.errors import CheckpointError
 from difusion.training.ema import EMA
 
 

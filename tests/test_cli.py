@@ -37,7 +37,7 @@ def difusion(*args, env=None, **kw):
 
 
 def checkpoint_step(run):
-    from difusion.training.checkpoint import load_checkpoint
+    from difusion.checkpoint import load_checkpoint
 
     return load_checkpoint(run / "checkpoint.safetensors", prefixes=())[1]["meta"]["step"]
 

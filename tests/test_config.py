@@ -79,7 +79,7 @@ def test_patch_size_must_divide_the_images():
 
 
 def test_adam_beta2_reaches_the_optimizer_and_is_checked(tmp_path):
-    from difusion.training.checkpoint import load_checkpoint
+    from difusion.checkpoint import load_checkpoint
     from difusion.training.loop import train
 
     with pytest.raises(ConfigError, match="train.adam_beta2 must be in"):

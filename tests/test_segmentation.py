@@ -183,7 +183,7 @@ def test_watershed_splits_two_overlapping_discs():
 
 
 def test_synthetic_cells_touch_and_are_reproducible():
-    from difusion.segmentation.cells import synthetic_set
+    from difusion.data.cells import synthetic_set
 
     x, y = synthetic_set(3, 128, seed=5)
     x2, y2 = synthetic_set(3, 128, seed=5)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib
 
@@ -38,7 +39,8 @@ from difusion.sampling import (  # noqa: E402
     sample_ddim,
     sample_ddpm,
 )
-from difusion.sampling.flow_ode import flow_times, solve_flow  # noqa: E402
+from difusion.sampling.ode import ode_times as flow_times  # noqa: E402
+from difusion.sampling.ode import solve_ode  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 K, STD = 150, 0.05
@@ -58,6 +60,12 @@ def run_with_paths(step_fn, x):
     states = [x]
     out = step_fn(x, lambda s: states.append(s.x))
     return out, torch.stack(states, 1)  # (N, steps + 1, 2)
+
+
+def solve_flow(velocity, x1, times, method="euler", callback=None):
+    """The flow's own ODE in its time (t = tau on the rectified path), with a Step-like callback."""
+    cb = None if callback is None else (lambda i, t, s, x, x0: callback(SimpleNamespace(x=x)))
+    return solve_ode(velocity, x1, times, method, callback=cb)
 
 
 def panel(ax, traj, data, title, base=None):

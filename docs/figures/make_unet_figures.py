@@ -26,8 +26,8 @@ import matplotlib.patches as patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from difusion.data.cells import synthetic_cells  # noqa: E402
 from difusion.nn.unet_seg import output_size  # noqa: E402
-from difusion.segmentation.cells import synthetic_cells  # noqa: E402
 from difusion.segmentation.elastic import (  # noqa: E402
     coarse_displacements,
     dense_displacements,

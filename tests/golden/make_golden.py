@@ -75,8 +75,8 @@ def train_runs() -> None:
 
     from safetensors import safe_open
 
+    from difusion.checkpoint import load_checkpoint
     from difusion.config import load_config
-    from difusion.training.checkpoint import load_checkpoint
     from difusion.training.loop import CHECKPOINT, train
 
     for name, overrides in RUNS.items():

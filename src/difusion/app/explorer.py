@@ -33,8 +33,8 @@ import yaml
 from difusion.diffusion import SCHEDULES, DDPMPath
 from difusion.diffusion.path import as_time
 from difusion.errors import DifusionError
-from difusion.sampling.noise import PerImageNoise, seeds_for
-from difusion.sampling.samplers import SAMPLERS, check_sampler, network_evaluations, run_sampler
+from difusion.sampling.pipeline import draw_samples
+from difusion.sampling.samplers import SAMPLERS, check_sampler, network_evaluations
 
 if TYPE_CHECKING:  # these pull in matplotlib (difusion.viz): imported when first used
     from difusion.diffusion.path import GaussianPath
@@ -562,50 +562,26 @@ def reverse_process(
         guidance=guidance, eta=eta, interval=interval,
     )  # fmt: skip
     model = run.model
-    model.network.eval()
-    denoiser = model.denoiser(settings)
-    labels = model.labels(settings.n, settings.class_id)
     ts = model.timesteps(settings)
-    prior = model.path.prior_std(ts[0])
-    seeds = seeds_for(settings.n, settings.seed)
     record = set(np.linspace(0, len(ts) - 2, min(frames, len(ts) - 1)).round().astype(int).tolist())
     keep = keep if model.images else settings.n
     seen: dict[int, tuple[float, list, list]] = {}
-    chunks = []
+
+    def on_step(start: int, step) -> None:  # x_t and x_0 of the first ``keep`` samples
+        k = max(0, keep - start)
+        if k and step.index in record:
+            _, xs, x0s = seen.setdefault(step.index, (float(step.s), [], []))
+            xs.append(step.x[:k].clone())
+            x0s.append(step.x0[:k].clone())
+
     started = time.perf_counter()
-    for start in range(0, settings.n, settings.batch_size):
-        chunk = seeds[start : start + settings.batch_size]
-        noise = PerImageNoise(chunk)
-        x_T = noise.randn((len(chunk), *model.shape))
-        if abs(prior - 1.0) > 1e-12:  # DDPM and the rectified flow start from N(0, I)
-            x_T = prior * x_T
-        y = labels[start : start + len(chunk)] if labels is not None else None
-        wanted = max(0, keep - start)  # of this chunk's samples, how many the frames keep
-
-        def callback(step, k=wanted) -> None:
-            if k and step.index in record:
-                _, xs, x0s = seen.setdefault(step.index, (float(step.s), [], []))
-                xs.append(step.x[:k].clone())
-                x0s.append(step.x0[:k].clone())
-
-        x = run_sampler(
-            settings.sampler,
-            denoiser,
-            model.path,
-            x_T,
-            ts,
-            eta=settings.eta,
-            variance=settings.variance,
-            y=y,
-            noise=noise.randn,
-            callback=callback,
-        )
-        chunks.append(x if model.decode is None else model.decode(x))
+    samples = draw_samples(model, settings, progress=False, on_step=on_step)
+    labels = samples.labels
     seconds = time.perf_counter() - started
     decode = model.decode or (lambda z: z)  # a model of latents: show decoded images
     by_class = labels is not None and settings.class_id is None
     return Trajectory(
-        samples=torch.cat(chunks),
+        samples=samples.x,
         labels=labels,
         times=[seen[i][0] for i in sorted(seen)],
         x_t=[decode(torch.cat(seen[i][1])) for i in sorted(seen)],

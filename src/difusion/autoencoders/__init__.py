@@ -11,8 +11,8 @@ The stable API for later chapters (latent diffusion uses a trained autoencoder a
 
 from __future__ import annotations
 
-from difusion.autoencoders.model import KINDS, Autoencoder
 from difusion.autoencoders.run import eval_autoencoder_run, load_autoencoder, sample_autoencoder_run
+from difusion.nn.autoencoders import KINDS, Autoencoder
 
 __all__ = [
     "KINDS",

@@ -15,9 +15,9 @@ from difusion.autoencoders.losses import (
     vq_commitment,
 )
 from difusion.autoencoders.measures import binarize
-from difusion.autoencoders.model import VARIATIONAL
 from difusion.build import build_autoencoder, build_dataset
 from difusion.config import Config
+from difusion.nn.autoencoders import VARIATIONAL
 from difusion.training.objectives import Objective, register
 
 

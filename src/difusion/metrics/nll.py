@@ -37,8 +37,8 @@ def run_nll(
     with learned variances, else ``diffusion.variance``); ``beta`` or ``beta_tilde`` to compare.
     """
     from difusion.build import build_dataset
+    from difusion.precision import autocast_dtype
     from difusion.sampling import ModelDenoiser
-    from difusion.training.precision import autocast_dtype
 
     cfg = run.config
     if len(run.shape) != 3:

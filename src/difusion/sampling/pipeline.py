@@ -200,12 +200,14 @@ def draw_samples(
     progress: bool = True,
     data_for_frames: torch.Tensor | None = None,
     labels: torch.Tensor | None = None,
+    on_step=None,
 ) -> Samples:
     """``settings.n`` samples of ``model``; image i starts from seed + i whatever the batch size.
 
     x_T = prior_std * N(0, I) at the grid's first time (N(0, I) on DDPM and the rectified flow).
     ``trajectory`` > 0 records that many frames of the first batch's reverse process (x_t beside the
     x_0 estimate for images, the point cloud for 2-D data). ``labels`` overrides the class layout.
+    ``on_step(start, step)`` sees every step of the batch that begins at sample ``start``.
     """
     s = (settings or SampleSettings()).check()
     model.network.eval()
@@ -239,8 +241,10 @@ def draw_samples(
 
         k = len(chunk)
 
-        def callback(step, first=(start == 0), k=k):
+        def callback(step, first=(start == 0), k=k, start=start):
             bar.update(k)
+            if on_step is not None:
+                on_step(start, step)
             if first and trajectory and step.index in record:
                 frames.append(_frame(step, lim, data_for_frames, model.decode))
 

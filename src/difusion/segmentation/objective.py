@@ -203,7 +203,7 @@ def load_segmentation_run(
     run_dir: Path, device: torch.device | str = "cpu"
 ) -> tuple[Config, UNetSeg, int]:
     """``(config, EMA network in eval mode, step)`` of a run trained with ``objective: segmentation``."""
-    from difusion.training.checkpoint import load_checkpoint, load_module
+    from difusion.checkpoint import load_checkpoint, load_module
     from difusion.training.loop import CHECKPOINT, load_run_config
 
     run_dir = Path(run_dir)
