@@ -507,3 +507,14 @@ def test_guidance_with_clipping_clips_outside_the_interval_too():
     guided = GuidedDenoiser(den, path, 2.0, den.null_label, clip_x0=True, interval=(0.3, 0.8))
     x0, eps = guided(x_t, t, y)
     assert torch.equal(x0, x0_c.clamp(-1.0, 1.0))
+
+
+def test_ddpm_derivatives_are_those_of_its_interpolated_path():
+    """Between the integers the DDPM path interpolates the log-SNR linearly on [1, T] and holds it
+    constant below t = 1: d_alpha and d_sigma match finite differences there too."""
+    path = DDPMPath.from_schedule("cosine", 1000)
+    t = torch.tensor([0.25, 0.5, 1.5, 2.5, 417.3, 999.5], dtype=torch.float64)
+    h = 1e-6
+    for f, df in ((path.alpha, path.d_alpha), (path.sigma, path.d_sigma)):
+        fd = (f(t + h) - f(t - h)) / (2 * h)
+        assert torch.allclose(df(t), fd, rtol=1e-5, atol=1e-9)

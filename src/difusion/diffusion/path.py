@@ -252,9 +252,10 @@ class DDPMPath(GaussianPath):
         return self._table_or_interp((1.0 - self.alpha_bar).sqrt(), t, -1.0)
 
     def _d_log_snr(self, t) -> torch.Tensor:
-        t = torch.as_tensor(t, dtype=torch.float64).clamp(1.0, self.t_max)
-        lo = t.floor().long().clamp(1, self.T - 1)
-        return self._lam[lo + 1] - self._lam[lo]  # slope of the linear interpolation
+        t = torch.as_tensor(t, dtype=torch.float64)
+        lo = t.clamp(1.0, self.t_max).floor().long().clamp(1, self.T - 1)
+        slope = self._lam[lo + 1] - self._lam[lo]  # slope of the linear interpolation
+        return torch.where((t >= 1.0) & (t <= self.t_max), slope, torch.zeros_like(slope))
 
     def d_alpha(self, t) -> torch.Tensor:
         """d alpha / dt = alpha sigma^2 lambda'(t) / 2 (alpha^2 = sigmoid(lambda))."""
