@@ -33,7 +33,7 @@ import yaml
 from difusion.diffusion import SCHEDULES, DDPMPath
 from difusion.diffusion.path import as_time
 from difusion.errors import DifusionError
-from difusion.sampling.pipeline import draw_samples
+from difusion.sampling.pipeline import draw_samples, grid_columns
 from difusion.sampling.samplers import SAMPLERS, check_sampler, network_evaluations
 
 if TYPE_CHECKING:  # these pull in matplotlib (difusion.viz): imported when first used
@@ -588,15 +588,9 @@ def reverse_process(
         x0=[decode(torch.cat(seen[i][2])) for i in sorted(seen)],
         seconds=seconds,
         nfe=network_evaluations(settings.sampler, ts),
-        nrow=_grid_columns(settings.n, model.num_classes) if by_class else None,
+        nrow=grid_columns(settings.n, model.num_classes) if by_class else None,
         settings=settings,
     )
-
-
-def _grid_columns(n: int, num_classes: int | None) -> int | None:
-    from difusion.sampling.pipeline import grid_columns
-
-    return grid_columns(n, num_classes)
 
 
 def samples_picture(x: torch.Tensor, data: torch.Tensor | None = None, nrow=None) -> np.ndarray:
