@@ -88,3 +88,62 @@ def test_adam_beta2_reaches_the_optimizer_and_is_checked(tmp_path):
     train(cfg, tmp_path / "run", progress=False, final_samples=False)
     _, info = load_checkpoint(tmp_path / "run" / "checkpoint.safetensors", prefixes=())
     assert info["optimizer"]["param_groups"][0]["betas"] == [0.9, 0.95]
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "train.grad_clip=-1",
+        "train.sample_every=-1",
+        "model.depth=-1",
+        "train.warmup_steps=-5",
+        "train.lr=nan",
+        "train.minutes=nan",
+        "train.log_every=0",
+        "model.num_heads=0",
+        "train.threads=-1",
+        "model.dropout=2",
+        "model.channel_mult=[]",
+        "model.channel_mult=[1, 0]",
+        "sample.guidance=nan",
+        "sample.guidance=inf",
+        "sample.n=99999999999999999999",
+        "sample.steps=0",
+        "data.channels=2",
+        "objective=gan",
+    ],
+)
+def test_out_of_range_values_name_the_key_in_one_line(override):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError) as e:
+        load_config("digits", [override])
+    assert key in str(e.value) and "\n" not in str(e.value)
+
+
+def test_every_number_has_a_range():
+    """A new numeric key must say which values it takes (``within``), or be listed here."""
+    import dataclasses
+    import typing
+
+    from difusion.config import Config, choices
+
+    free = {"segmentation.data_seed", "segmentation.tile"}  # any seed; tile: checked by shape
+    cfg = Config()
+    for section in dataclasses.fields(cfg):
+        part = getattr(cfg, section.name)
+        if not dataclasses.is_dataclass(part):
+            continue
+        hints = typing.get_type_hints(type(part))
+        for f in dataclasses.fields(part):
+            key = f"{section.name}.{f.name}"
+            numeric = {int, float} & set(typing.get_args(hints[f.name]) or [hints[f.name]])
+            if numeric and key not in free and key not in choices():
+                assert "interval" in f.metadata, f"{key} has no range: declare it with within()"
+
+
+def test_intervals_include_and_exclude_their_bounds():
+    from difusion.config import _in_interval
+
+    assert _in_interval(0.0, "[0, 1)") and not _in_interval(1.0, "[0, 1)")
+    assert not _in_interval(0.0, "(0, inf]") and _in_interval(float("inf"), "(0, inf]")
+    assert not _in_interval(float("nan"), "(-inf, inf)")

@@ -11,6 +11,7 @@ tables of choices of the math, the networks and the samplers, never training or 
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -27,90 +28,105 @@ SEGMENTATION_SOURCES = ("synthetic", "stardist", "dsb2018")  # segmentation.data
 TIME_SAMPLINGS = ("uniform", "logit-normal")  # flow.time_sampling
 
 
+def within(default, interval: str):
+    """A config field whose values must lie in ``interval``, in interval notation: "[" and "]"
+    include the bound, "(" and ")" leave it out. NaN lies in no interval, so it is always refused;
+    a list is checked element by element; None, where the type allows it, is always accepted."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"interval": interval})
+    return field(default=default, metadata={"interval": interval})
+
+
 @dataclass
 class DataConfig:
     name: str = "fashion-mnist"  # toy2d, digits, mnist, fashion-mnist, cifar10, folder
     split: str = "train"
     root: str | None = None  # a directory to read from (required for folder)
-    image_size: int | None = None  # resize images to this size (None: native)
+    image_size: int | None = within(None, "[1, inf)")  # resize images to this size (None: native)
     channels: int | None = None  # convert images to 1 or 3 channels (None: native)
     distribution: str = "moons"  # toy2d only: swiss_roll, moons, 8gaussians, checkerboard, spiral
-    n: int = 8000  # toy2d only: number of points
+    n: int = within(8000, "[1, inf)")  # toy2d only: number of points
     hflip: bool = False  # random horizontal flips while training
 
 
 @dataclass
 class ModelConfig:
     kind: str = "unet"  # unet for images, mlp for points
-    base_channels: int = 32
-    channel_mult: list[int] = field(default_factory=lambda: [1, 2, 2])
-    num_res_blocks: int = 2
-    attention_levels: list[int] = field(default_factory=lambda: [2])
-    num_heads: int = 4
-    dropout: float = 0.0
+    base_channels: int = within(32, "[1, inf)")
+    channel_mult: list[int] = within([1, 2, 2], "[1, inf)")
+    num_res_blocks: int = within(2, "[1, inf)")
+    attention_levels: list[int] = within([2], "[0, inf)")  # indices into channel_mult
+    num_heads: int = within(4, "[1, inf)")
+    dropout: float = within(0.0, "[0, 1)")
     use_scale_shift_norm: bool = True
     class_conditional: bool = False
-    patch_size: int = 1  # fold p x p pixel patches into channels at the input (space-to-depth)
-    hidden: int = 256  # mlp only
-    depth: int = 4  # mlp only
+    # fold p x p pixel patches into channels at the input (space-to-depth)
+    patch_size: int = within(1, "[1, inf)")
+    hidden: int = within(256, "[1, inf)")  # mlp only
+    depth: int = within(4, "[1, inf)")  # mlp only
 
 
 @dataclass
 class DiffusionConfig:
     schedule: str = "cosine"  # linear, cosine, sigmoid
-    T: int = 1000
+    T: int = within(1000, "[2, inf)")
     prediction: str = "eps"  # what the network predicts: eps, x0, v or mu (posterior mean)
     variance: str = "beta"  # sampling variance sigma_t^2: beta, beta_tilde or learned
     clip_x0: bool = True  # clamp the x_0 estimate to [-1, 1] when sampling images
-    learn_sigma: bool = (
-        False  # the network also outputs v: Sigma = exp(v log beta + (1-v) log beta~)
-    )
+    # the network also outputs v: Sigma = exp(v log beta + (1-v) log beta~)
+    learn_sigma: bool = False
     loss: str = "simple"  # simple (L_simple), hybrid (L_simple + lambda L_vlb) or vlb (the bound)
-    hybrid_lambda: float = 0.001  # lambda of L_hybrid (improved DDPM)
+    hybrid_lambda: float = within(0.001, "[0, inf)")  # lambda of L_hybrid (improved DDPM)
     weighting: str = "uniform"  # L_simple's weight over log-SNR: uniform, min-snr, trunc-snr
-    min_snr_gamma: float = 5.0  # gamma of min-SNR-gamma weighting (Hang et al. 2023)
-    importance_sampling: bool = (
-        False  # loss=vlb: sample t with p_t ~ sqrt(E[L_t^2]) (improved DDPM)
-    )
+    # gamma of min-SNR-gamma weighting (Hang et al. 2023)
+    min_snr_gamma: float = within(5.0, "(0, inf)")
+    # loss=vlb: sample t with p_t ~ sqrt(E[L_t^2]) (improved DDPM)
+    importance_sampling: bool = False
     zero_terminal_snr: bool = False  # rescale the schedule so alpha_bar_T = 0 (Lin et al. 2023)
 
 
 @dataclass
 class TrainConfig:
-    steps: int | None = None  # stop after this many steps (None: use minutes)
-    minutes: float | None = None  # or stop after this wall-clock time; the LR schedule ends on time
-    batch_size: int = 64
-    lr: float = 2e-4
-    min_lr_ratio: float = 0.1  # the cosine decay ends at lr * min_lr_ratio
-    warmup_steps: int = 200
-    weight_decay: float = 0.0
-    adam_beta2: float = 0.999  # AdamW's second-moment decay (0.99 forgets old gradients faster)
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
+    steps: int | None = within(None, "[1, inf)")  # stop after this many steps (None: use minutes)
+    # or stop after this wall-clock time; the LR schedule ends on time
+    minutes: float | None = within(None, "(0, inf)")
+    batch_size: int = within(64, "[1, inf)")
+    lr: float = within(2e-4, "(0, inf)")
+    min_lr_ratio: float = within(0.1, "[0, 1]")  # the cosine decay ends at lr * min_lr_ratio
+    warmup_steps: int = within(200, "[0, inf)")
+    weight_decay: float = within(0.0, "[0, inf)")
+    # AdamW's second-moment decay (0.99 forgets old gradients faster)
+    adam_beta2: float = within(0.999, "(0, 1)")
+    grad_clip: float = within(1.0, "(0, inf]")
+    ema_decay: float = within(0.999, "[0, 1)")
     precision: str = "auto"  # auto (bf16 where the CPU/GPU supports it), bf16 or fp32
-    seed: int = 0
-    log_every: int = 50  # steps between lines in metrics.jsonl
-    sample_every: int = 2000  # steps between preview grids (0: never)
-    checkpoint_minutes: float = 2.0  # wall-clock time between checkpoints
-    threads: int | None = None  # torch CPU threads (None: all cores, split among processes)
-    p_uncond: float = (
-        0.1  # class-conditional models: share of labels dropped to the null class (CFG)
-    )
+    seed: int = within(0, "[0, inf)")
+    log_every: int = within(50, "[1, inf)")  # steps between lines in metrics.jsonl
+    sample_every: int = within(2000, "[0, inf)")  # steps between preview grids (0: never)
+    checkpoint_minutes: float = within(2.0, "[0, inf)")  # wall-clock time between checkpoints
+    # torch CPU threads (None: all cores, split among processes)
+    threads: int | None = within(None, "[1, inf)")
+    # class-conditional models: share of labels dropped to the null class (CFG)
+    p_uncond: float = within(0.1, "[0, 1)")
 
 
 @dataclass
 class SampleConfig:
-    n: int = 64  # images (or points) to draw at the end of training and by `difusion sample`
-    seed: int = 0  # image i uses seed + i
-    steps: int | None = None  # sampling steps (None: the sampler's default; all T for ddpm)
-    batch_size: int = 256
+    # images (or points) to draw at the end of training and by `difusion sample`
+    n: int = within(64, "[1, 1000000]")
+    seed: int = within(0, "[0, inf)")  # image i uses seed + i
+    # sampling steps (None: the sampler's default; all T for ddpm)
+    steps: int | None = within(None, "[1, inf)")
+    batch_size: int = within(256, "[1, inf)")
     sampler: str = "ddpm"  # ddpm, ddim, dpmpp-2m, euler or heun
-    eta: float = 0.0  # ddim only: 0 deterministic, 1 DDPM-like
-    guidance: float = 0.0  # class-conditional only: w in eps = (1 + w) eps_c - w eps_u
-    guidance_rescale: float = 0.0  # phi of Lin et al. 2023 (0.7 in the paper); 0 = off
+    eta: float = within(0.0, "[0, 1]")  # ddim only: 0 deterministic, 1 DDPM-like
+    # class-conditional only: w in eps = (1 + w) eps_c - w eps_u
+    guidance: float = within(0.0, "[0, inf)")
+    # phi of Lin et al. 2023 (0.7 in the paper); 0 = off
+    guidance_rescale: float = within(0.0, "[0, 1]")
     # guide only where the noise fraction sigma / (alpha + sigma) lies in [lo, hi] (Kynkaanniemi
     # et al. 2024); [0, 1] = every step
-    guidance_interval: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    guidance_interval: list[float] = within([0.0, 1.0], "[0, 1]")
 
 
 @dataclass
@@ -118,54 +134,63 @@ class AutoencoderConfig:
     """``objective: autoencoder`` (src/difusion/autoencoders/): the model family and its loss."""
 
     kind: str = "ae"  # ae, dae, sae, cae, vae, beta-vae, vqvae
-    code_size: int = 32  # flat code dimension (vqvae: number of discrete codes)
+    code_size: int = within(32, "[1, inf)")  # flat code dimension (vqvae: number of discrete codes)
     network: str = "conv"  # conv, mlp (tanh hidden layers) or linear (the PCA check)
     spatial: bool = False  # conv only: latent (latent_channels, H/4, W/4), e.g. 4x7x7 for 28x28
-    latent_channels: int = 4  # channels of a spatial latent
-    channels: list[int] = field(default_factory=lambda: [32, 64])  # conv widths at H/2 and H/4
-    hidden: int = 512  # mlp only: width of the hidden layers
-    depth: int = 2  # mlp only: hidden layers in the encoder and in the decoder
+    latent_channels: int = within(4, "[1, inf)")  # channels of a spatial latent
+    channels: list[int] = within([32, 64], "[1, inf)")  # conv widths at H/2 and H/4
+    hidden: int = within(512, "[1, inf)")  # mlp only: width of the hidden layers
+    depth: int = within(2, "[1, inf)")  # mlp only: hidden layers in the encoder and in the decoder
     likelihood: str = "gaussian"  # decoder p(x|z): gaussian (MSE) or bernoulli (binarized data)
-    sigma: float = 0.1  # gaussian decoder std on the [-1, 1] scale (VAE weight 1 / (2 sigma^2))
-    beta: float = 1.0  # weight of the KL term (beta-VAE, Higgins et al. 2017; 1 = the VAE)
-    noise_std: float = 0.5  # dae: std of the additive Gaussian corruption
-    mask_prob: float = 0.0  # dae: share of pixels set to black (masking corruption)
-    sparsity: float = 0.01  # sae: weight of ||z||_1 (per example, next to the per-example NLL)
-    contraction: float = 0.1  # cae: weight of ||J_f(x)||_F^2
-    codebook_size: int = 64  # vqvae: K codes
-    code_dim: int = 16  # vqvae: D, the dimension of each code vector
-    commitment: float = 0.25  # vqvae: beta of the commitment loss (van den Oord et al. 2017)
-    vq_decay: float = 0.99  # vqvae: EMA decay of the codebook statistics
-    train_subset: int | None = None  # train on only the first N training images (None: all)
-    eval_n: int = 1000  # test images for the measures at the end of training
-    iwae_k: int = 16  # importance samples of the IWAE NLL estimate (first 500 test images)
-    fid_n: int = 1000  # prior samples for the FID at the end of training (0: skip)
+    # gaussian decoder std on the [-1, 1] scale (VAE weight 1 / (2 sigma^2))
+    sigma: float = within(0.1, "(0, inf)")
+    # weight of the KL term (beta-VAE, Higgins et al. 2017; 1 = the VAE)
+    beta: float = within(1.0, "[0, inf)")
+    noise_std: float = within(0.5, "[0, inf)")  # dae: std of the additive Gaussian corruption
+    # dae: share of pixels set to black (masking corruption)
+    mask_prob: float = within(0.0, "[0, 1)")
+    # sae: weight of ||z||_1 (per example, next to the per-example NLL)
+    sparsity: float = within(0.01, "[0, inf)")
+    contraction: float = within(0.1, "[0, inf)")  # cae: weight of ||J_f(x)||_F^2
+    codebook_size: int = within(64, "[1, inf)")  # vqvae: K codes
+    code_dim: int = within(16, "[1, inf)")  # vqvae: D, the dimension of each code vector
+    # vqvae: beta of the commitment loss (van den Oord et al. 2017)
+    commitment: float = within(0.25, "[0, inf)")
+    vq_decay: float = within(0.99, "(0, 1)")  # vqvae: EMA decay of the codebook statistics
+    # train on only the first N training images (None: all)
+    train_subset: int | None = within(None, "[1, inf)")
+    eval_n: int = within(1000, "[1, inf)")  # test images for the measures at the end of training
+    # importance samples of the IWAE NLL estimate (first 500 test images)
+    iwae_k: int = within(16, "[0, inf)")
+    # prior samples for the FID at the end of training (0: skip)
+    fid_n: int = within(1000, "[0, inf)")
 
 
 @dataclass
 class SegmentationConfig:
     """``objective: segmentation`` (src/difusion/segmentation/): the Ronneberger U-Net's training."""
 
-    w0: float = 10.0  # border weight of the weight map
-    sigma: float = 5.0  # its width in pixels
+    w0: float = within(10.0, "[0, inf)")  # border weight of the weight map
+    sigma: float = within(5.0, "(0, inf)")  # its width in pixels
     data: str = "synthetic"  # training images: synthetic, stardist (the real pair) or dsb2018
-    n_train: int = 20  # training images (synthetic: generated once; dsb2018: the first N)
-    n_test: int = 8  # held-out images scored at the end (synthetic: other seeds)
-    image_size: int = 192  # side of the synthetic images
+    # training images (synthetic: generated once; dsb2018: the first N)
+    n_train: int = within(20, "[1, inf)")
+    # held-out images scored at the end (synthetic: other seeds)
+    n_test: int = within(8, "[1, inf)")
+    image_size: int = within(192, "[1, inf)")  # side of the synthetic images
     data_seed: int = 0  # seed of the synthetic training set (the test set uses data_seed + 1)
-    base_channels: int = 64  # channels of the first level (64 in the paper)
-    depth: int = 4  # max-pools (4 in the paper: 64 ... 1024 channels)
+    base_channels: int = within(64, "[1, inf)")  # channels of the first level (64 in the paper)
+    depth: int = within(4, "[1, inf)")  # max-pools (4 in the paper: 64 ... 1024 channels)
     padding: str = "valid"  # valid (the paper: unpadded 3x3 convolutions) or same
-    dropout: float = 0.0  # dropout at the end of the contracting path (Sec. 3.1)
+    dropout: float = within(0.0, "[0, 1)")  # dropout at the end of the contracting path (Sec. 3.1)
     batch_norm: bool = False  # batch norm after each convolution (not in the paper)
-    tile: int = (
-        572  # input tile side, training and overlap-tile inference (572 -> 388 in the paper)
-    )
+    # input tile side, training and overlap-tile inference (572 -> 388 in the paper)
+    tile: int = 572
     loss: str = "ce"  # ce (weighted softmax cross-entropy, Eq. 1) or dice+ce
     weight_map: bool = True  # use w(x) of Eq. 2; false: unweighted cross-entropy
     elastic: bool = True  # random elastic deformation (3x3 grid, elastic_std px)
-    elastic_std: float = 10.0  # std of the coarse displacements in pixels
-    elastic_grid: int = 3  # the coarse grid is elastic_grid x elastic_grid
+    elastic_std: float = within(10.0, "[0, inf)")  # std of the coarse displacements in pixels
+    elastic_grid: int = within(3, "[2, inf)")  # the coarse grid is elastic_grid x elastic_grid
     flips: bool = True  # random flips and 90-degree rotations
     grey: bool = True  # random gamma, contrast and brightness
     instances: str = "components"  # splitting the predicted foreground: components or watershed
@@ -180,25 +205,26 @@ class FlowConfig:
     path, over the grid of ``diffusion.schedule`` carried over by log-SNR) and ``sample.steps``."""
 
     path: str = "rectified"  # rectified: (1 - t) x_0 + t eps; ot: (1 - t) x_0 + (s + (1 - s) t) eps
-    sigma_min: float = 1.0e-4  # ot only: the noise s left at the data end (Lipman et al.)
+    # ot only: the noise s left at the data end (Lipman et al.)
+    sigma_min: float = within(1.0e-4, "[0, 1)")
     ot_coupling: bool = False  # pair x_0 and eps within a batch by optimal transport
     # how training draws t: uniform on [0, 1], or logit-normal (Esser et al. 2024, eq. 19):
     # t = sigmoid(logit_mean + logit_std n), n ~ N(0, 1), which spends more steps near t = 1/2
     time_sampling: str = "uniform"
-    logit_mean: float = 0.0
-    logit_std: float = 1.0
+    logit_mean: float = within(0.0, "(-inf, inf)")
+    logit_std: float = within(1.0, "(0, inf)")
     reflow: str | None = None  # a finished flow run: train on its own noise -> data pairs
-    reflow_pairs: int = 4000  # how many pairs to draw from that run
-    reflow_steps: int = 50  # ODE steps (fm-rk4 is 4 calls each) used to draw them
+    reflow_pairs: int = within(4000, "[1, inf)")  # how many pairs to draw from that run
+    # ODE steps (fm-rk4 is 4 calls each) used to draw them
+    reflow_steps: int = within(50, "[1, inf)")
     reflow_solver: str = "rk4"  # euler, heun or rk4
 
 
 @dataclass
 class Config:
     name: str = "run"
-    objective: str = (
-        "diffusion"  # what the training loop trains: diffusion, autoencoder, segmentation
-    )
+    # what the training loop trains: diffusion, autoencoder, segmentation
+    objective: str = "diffusion"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
@@ -233,20 +259,21 @@ def _coerce(value, tp, key: str):
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{key} must be a list like [1, 2, 2], got {value!r}")
         return [_coerce(v, args[0], key) for v in value]
-    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
+    if tp is float and not isinstance(value, bool):
+        try:  # YAML 1.1 reads 3e-4 (no dot) as a string
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+        if number is not None and not math.isnan(number):
+            return number
     if tp is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if tp is bool and isinstance(value, bool):
         return value
     if tp is str and isinstance(value, str | int | float) and not isinstance(value, bool):
         return str(value)
-    raise ConfigError(f"{key} must be {getattr(tp, '__name__', tp)}, got {value!r}")
+    what = "a number" if tp is float else getattr(tp, "__name__", tp)
+    raise ConfigError(f"{key} must be {what}, got {value!r}")
 
 
 def _apply(obj, values: dict, prefix: str = "") -> None:
@@ -342,73 +369,85 @@ def load_run_config(run_dir: Path) -> Config:
     return config_from_dict(load_yaml(path))
 
 
-def validate(cfg: Config) -> None:
-    """Values that are impossible whatever their type."""
-    from difusion.diffusion.parameterization import check_prediction
+def choices() -> dict[str, tuple]:
+    """The allowed values of every key that names a choice; the tables live beside the code that
+    implements each choice (imported here, not at import time, so that the CLI starts fast)."""
+    from difusion.diffusion.flow import FLOW_PATHS
+    from difusion.diffusion.parameterization import PREDICTIONS
     from difusion.diffusion.schedules import SCHEDULES
+    from difusion.diffusion.weighting import WEIGHTINGS
+    from difusion.nn.autoencoders import KINDS, NETWORKS
+    from difusion.nn.unet_seg import PADDINGS
     from difusion.sampling.ddpm import VARIANCES
+    from difusion.sampling.ode import ODE_SOLVERS
+    from difusion.sampling.samplers import SAMPLERS
 
-    if cfg.objective not in OBJECTIVE_CHECKS:
-        raise ConfigError(
-            f"unknown objective {cfg.objective!r}; choose one of: "
-            f"{', '.join(sorted(OBJECTIVE_CHECKS))}"
-        )
+    return {
+        "objective": tuple(OBJECTIVE_CHECKS),
+        "data.channels": (1, 3),
+        "model.kind": ("unet", "mlp"),
+        "diffusion.schedule": tuple(SCHEDULES),
+        "diffusion.prediction": PREDICTIONS[:4],  # velocity belongs to objective: flow
+        "diffusion.variance": VARIANCES,
+        "diffusion.loss": ("simple", "hybrid", "vlb"),
+        "diffusion.weighting": WEIGHTINGS,
+        "train.precision": ("auto", "bf16", "fp32"),
+        "sample.sampler": SAMPLERS,
+        "autoencoder.kind": KINDS,
+        "autoencoder.network": NETWORKS,
+        "autoencoder.likelihood": ("gaussian", "bernoulli"),
+        "segmentation.data": SEGMENTATION_SOURCES,
+        "segmentation.padding": PADDINGS,
+        "segmentation.loss": ("ce", "dice+ce"),
+        "segmentation.instances": ("components", "watershed"),
+        "flow.path": FLOW_PATHS,
+        "flow.time_sampling": TIME_SAMPLINGS,
+        "flow.reflow_solver": ODE_SOLVERS,
+    }
+
+
+def _in_interval(value: float, interval: str) -> bool:
+    low, high = (float(b) for b in interval[1:-1].split(","))
+    above = low <= value if interval[0] == "[" else low < value
+    below = value <= high if interval[-1] == "]" else value < high
+    return above and below  # False for NaN
+
+
+def _check_values(cfg: Config) -> None:
+    """Every key against the interval of its field (:func:`within`) and :func:`choices`."""
+    allowed = choices()
+    fields = [("objective", cfg.objective, None)]
+    for section in dataclasses.fields(cfg):
+        if dataclasses.is_dataclass(part := getattr(cfg, section.name)):
+            for f in dataclasses.fields(part):
+                key, interval = f"{section.name}.{f.name}", f.metadata.get("interval")
+                fields.append((key, getattr(part, f.name), interval))
+    for key, value, interval in fields:
+        if value is None:
+            continue
+        if key in allowed and value not in allowed[key]:
+            options = ", ".join(str(c) for c in allowed[key])
+            raise ConfigError(f"{key} must be one of: {options}; got {value!r}")
+        for item in value if isinstance(value, list) else [value]:
+            if interval and not _in_interval(item, interval):
+                raise ConfigError(f"{key} must be in {interval}, got {item}")
+
+
+def validate(cfg: Config) -> None:
+    """Values that are impossible whatever their type: each key's range or choices, then the
+    rules that tie keys together, then the objective's own section (:data:`OBJECTIVE_CHECKS`)."""
+    from difusion.sampling.guidance import check_interval
+
+    _check_values(cfg)
     OBJECTIVE_CHECKS[cfg.objective](cfg)
-    check_prediction(cfg.diffusion.prediction)
-    if cfg.diffusion.schedule not in SCHEDULES:
-        raise ConfigError(
-            f"unknown diffusion.schedule {cfg.diffusion.schedule!r}; choose one of: "
-            f"{', '.join(SCHEDULES)}"
-        )
-    if cfg.diffusion.variance not in VARIANCES:
-        raise ConfigError(f"diffusion.variance must be one of: {', '.join(VARIANCES)}")
-    _validate_losses(cfg)
+    _validate_losses(cfg.diffusion)
+    check_interval(cfg.sample.guidance_interval)
     if cfg.data.name == "latents" and cfg.diffusion.clip_x0:
         raise ConfigError(
             "latents are not bounded to [-1, 1]: set diffusion.clip_x0=false for latent diffusion"
         )
-    if cfg.model.kind not in ("unet", "mlp"):
-        raise ConfigError(f"model.kind must be unet or mlp, got {cfg.model.kind!r}")
-    if cfg.train.precision not in ("auto", "bf16", "fp32"):
-        raise ConfigError(
-            f"train.precision must be auto, bf16 or fp32, got {cfg.train.precision!r}"
-        )
-    positive = {
-        "diffusion.T": cfg.diffusion.T,
-        "train.batch_size": cfg.train.batch_size,
-        "train.lr": cfg.train.lr,
-        "sample.n": cfg.sample.n,
-        "model.base_channels": cfg.model.base_channels,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{key} must be positive, got {value}")
-    if cfg.diffusion.T < 2:
-        raise ConfigError("diffusion.T must be at least 2")
-    if cfg.train.steps is not None and cfg.train.steps <= 0:
-        raise ConfigError("train.steps must be positive (or null to train for train.minutes)")
-    if cfg.train.minutes is not None and cfg.train.minutes <= 0:
-        raise ConfigError("train.minutes must be positive")
-    if not 0.0 <= cfg.train.p_uncond < 1.0:
-        raise ConfigError("train.p_uncond must be in [0, 1)")
-    from difusion.sampling.samplers import SAMPLERS
-
-    if cfg.sample.sampler not in SAMPLERS:
-        raise ConfigError(
-            f"unknown sampler {cfg.sample.sampler!r} (--sampler or sample.sampler); choose one "
-            f"of: {', '.join(SAMPLERS)}"
-        )
-    if cfg.sample.guidance < 0 or not 0.0 <= cfg.sample.guidance_rescale <= 1.0:
-        raise ConfigError("sample.guidance must be >= 0 and sample.guidance_rescale in [0, 1]")
-    from difusion.sampling.guidance import check_interval
-
-    check_interval(cfg.sample.guidance_interval)
-    if not 0.0 <= cfg.sample.eta <= 1.0:
-        raise ConfigError(f"sample.eta must be in [0, 1], got {cfg.sample.eta}")
-    if not 0.0 < cfg.train.adam_beta2 < 1.0:
-        raise ConfigError(f"train.adam_beta2 must be in (0, 1), got {cfg.train.adam_beta2}")
-    if not 0.0 <= cfg.train.ema_decay < 1.0:
-        raise ConfigError("train.ema_decay must be in [0, 1)")
+    if not cfg.model.channel_mult:
+        raise ConfigError("model.channel_mult must list at least one level, e.g. [1, 2, 2]")
     if any(a < 0 or a >= len(cfg.model.channel_mult) for a in cfg.model.attention_levels):
         raise ConfigError(
             f"model.attention_levels {cfg.model.attention_levels} must index model.channel_mult "
@@ -416,16 +455,7 @@ def validate(cfg: Config) -> None:
         )
 
 
-def _validate_losses(cfg: Config) -> None:
-    from difusion.diffusion.weighting import WEIGHTINGS
-
-    d = cfg.diffusion
-    if d.loss not in ("simple", "hybrid", "vlb"):
-        raise ConfigError(f"diffusion.loss must be simple, hybrid or vlb, got {d.loss!r}")
-    if d.weighting not in WEIGHTINGS:
-        raise ConfigError(
-            f"diffusion.weighting must be one of: {', '.join(WEIGHTINGS)}, got {d.weighting!r}"
-        )
+def _validate_losses(d: DiffusionConfig) -> None:
     if d.variance == "learned" and not d.learn_sigma:
         raise ConfigError("diffusion.variance=learned needs diffusion.learn_sigma=true")
     if d.loss == "hybrid" and not d.learn_sigma:
@@ -446,63 +476,22 @@ def _validate_losses(cfg: Config) -> None:
             "with diffusion.zero_terminal_snr the eps prediction cannot give x_0 at t = T; "
             "use diffusion.prediction=v (Lin et al. 2023)"
         )
-    if d.min_snr_gamma <= 0 or d.hybrid_lambda < 0:
-        raise ConfigError("diffusion.min_snr_gamma must be > 0 and diffusion.hybrid_lambda >= 0")
 
 
 def _check_autoencoder(cfg: Config) -> None:
-    from difusion.nn.autoencoders import KINDS, NETWORKS
-
     a = cfg.autoencoder
-    if a.kind not in KINDS:
-        raise ConfigError(f"autoencoder.kind must be one of: {', '.join(KINDS)}, got {a.kind!r}")
-    if a.network not in NETWORKS:
-        raise ConfigError(f"autoencoder.network must be one of: {', '.join(NETWORKS)}")
-    if a.likelihood not in ("gaussian", "bernoulli"):
-        raise ConfigError("autoencoder.likelihood must be gaussian or bernoulli")
     if a.spatial and a.network != "conv":
         raise ConfigError("autoencoder.spatial=true needs autoencoder.network=conv")
     if len(a.channels) != 2:
         raise ConfigError(
             f"autoencoder.channels must hold 2 widths, e.g. [32, 64], got {a.channels}"
         )
-    positive = {
-        "autoencoder.code_size": a.code_size,
-        "autoencoder.latent_channels": a.latent_channels,
-        "autoencoder.sigma": a.sigma,
-        "autoencoder.codebook_size": a.codebook_size,
-        "autoencoder.code_dim": a.code_dim,
-        "autoencoder.eval_n": a.eval_n,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{key} must be positive, got {value}")
-    if a.beta < 0 or a.iwae_k < 0 or a.fid_n < 0:
-        raise ConfigError("autoencoder.beta, iwae_k and fid_n must be >= 0")
-    if not 0.0 <= a.mask_prob < 1.0 or not 0.0 < a.vq_decay < 1.0:
-        raise ConfigError("autoencoder.mask_prob must be in [0, 1) and vq_decay in (0, 1)")
 
 
 def _check_segmentation(cfg: Config) -> None:
-    from difusion.nn.unet_seg import PADDINGS, output_size
+    from difusion.nn.unet_seg import output_size
 
     s = cfg.segmentation
-    if s.data not in SEGMENTATION_SOURCES:
-        raise ConfigError(f"segmentation.data must be one of: {', '.join(SEGMENTATION_SOURCES)}")
-    if s.padding not in PADDINGS:
-        raise ConfigError(f"segmentation.padding must be valid or same, got {s.padding!r}")
-    if s.loss not in ("ce", "dice+ce"):
-        raise ConfigError(f"segmentation.loss must be ce or dice+ce, got {s.loss!r}")
-    if s.instances not in ("components", "watershed"):
-        raise ConfigError("segmentation.instances must be components or watershed")
-    if s.n_train < 1 or s.n_test < 1 or s.base_channels < 1 or s.depth < 1:
-        raise ConfigError(
-            "segmentation.n_train, n_test, base_channels and depth must be at least 1"
-        )
-    if s.sigma <= 0 or s.w0 < 0 or s.elastic_std < 0 or s.elastic_grid < 2:
-        raise ConfigError(
-            "segmentation.sigma must be > 0, w0 and elastic_std >= 0, elastic_grid >= 2"
-        )
     try:
         output_size(s.tile, s.depth, s.padding)
     except DifusionError as e:
@@ -510,25 +499,7 @@ def _check_segmentation(cfg: Config) -> None:
 
 
 def _check_flow(cfg: Config) -> None:
-    from difusion.diffusion.flow import FLOW_PATHS
-    from difusion.sampling.ode import ODE_SOLVERS
-
     f = cfg.flow
-    if f.path not in FLOW_PATHS:
-        raise ConfigError(f"flow.path must be one of {', '.join(FLOW_PATHS)}, got {f.path!r}")
-    if f.time_sampling not in TIME_SAMPLINGS:
-        raise ConfigError(
-            f"flow.time_sampling must be one of {', '.join(TIME_SAMPLINGS)}, "
-            f"got {f.time_sampling!r}"
-        )
-    if f.logit_std <= 0:
-        raise ConfigError(f"flow.logit_std must be positive, got {f.logit_std}")
-    if not 0.0 <= f.sigma_min < 1.0:
-        raise ConfigError(f"flow.sigma_min must be in [0, 1), got {f.sigma_min}")
-    if f.reflow_solver not in ODE_SOLVERS:
-        raise ConfigError(f"flow.reflow_solver must be one of {', '.join(ODE_SOLVERS)}")
-    if f.reflow_pairs <= 0 or f.reflow_steps <= 0:
-        raise ConfigError("flow.reflow_pairs and flow.reflow_steps must be positive")
     if f.reflow and f.ot_coupling:
         raise ConfigError(
             "flow.reflow trains on the teacher's own pairs; set flow.ot_coupling=false"
