@@ -18,9 +18,6 @@ from difusion.diffusion.oracle import GaussianMixture, MixtureDenoiser
 from difusion.diffusion.schedules import make_betas, rescale_zero_terminal_snr
 from difusion.diffusion.variance import (
     learned_log_variance,
-    mu_target,
-    predicted_x0_eps,
-    x0_from_mu,
 )
 from difusion.diffusion.weighting import loss_weight
 
@@ -156,10 +153,12 @@ def test_mu_prediction_round_trip():
     x0 = torch.randn(4, 3, dtype=torch.float64)
     t = torch.tensor([1, 2, 500, 1000])
     x_t = path.q_sample(x0, t, torch.randn(4, 3, dtype=torch.float64))
-    mu = mu_target(path, x0, x_t, t)
-    assert torch.allclose(x0_from_mu(path, mu, x_t, t), x0, atol=1e-8)
-    x0_hat, _ = predicted_x0_eps(path, "mu", mu, x_t, t)
-    assert torch.allclose(x0_hat, x0, atol=1e-8)
+    eps = (x_t - path.alpha_t(t, x0) * x0) / path.sigma_t(t, x0)
+    mu = path.target("mu", x0, eps, t)
+    c_x0, c_xt, _, _ = path.posterior_coefs(t, t - 1, x0)
+    assert torch.allclose(mu, c_x0 * x0 + c_xt * x_t, atol=1e-10)  # Ho et al. eq. 7
+    x0_hat, eps_hat = path.to_x0_eps("mu", mu, x_t, t)
+    assert torch.allclose(x0_hat, x0, atol=1e-8) and torch.allclose(eps_hat, eps, atol=1e-6)
 
 
 class _WithVariance:

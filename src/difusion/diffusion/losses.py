@@ -84,8 +84,6 @@ def diffusion_loss(
     from difusion.diffusion.variance import (
         fixed_log_variance,
         learned_log_variance,
-        mu_target,
-        predicted_x0_eps,
         split_output,
     )
     from difusion.diffusion.weighting import loss_weight
@@ -103,17 +101,13 @@ def diffusion_loss(
     total = torch.zeros(n, device=x0.device)
     vlb_t = torch.zeros(n, device=x0.device)
     if loss in ("simple", "hybrid"):
-        if prediction == "mu":
-            goal = mu_target(path, x0, x_t, t)
-        else:
-            goal = target(prediction, x0, eps, alpha, sigma)
-        mse = mean_flat((pred - goal) ** 2)
+        mse = mean_flat((pred - path.target(prediction, x0, eps, t)) ** 2)
         snr = (alpha**2 / sigma**2).reshape(n)
         total = total + loss_weight(weighting, prediction, snr, min_snr_gamma) * mse
         extras["mse"] = mse.mean().item()
     if loss in ("hybrid", "vlb"):
         mean_pred = pred.detach() if loss == "hybrid" else pred  # eq. 16's stop-gradient
-        x0_hat, _ = predicted_x0_eps(path, prediction, mean_pred, x_t, t)
+        x0_hat, _ = path.to_x0_eps(prediction, mean_pred, x_t, t)
         mean = path.posterior(x0_hat, x_t, t)[0]
         if learn_sigma:
             logvar = learned_log_variance(path, t, t - 1, v)

@@ -28,21 +28,6 @@ def split_output(
     return output[:, :c], output[:, c:]
 
 
-def x0_from_mu(path, mu: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
-    """Invert eq. 7: mu_tilde = c0_t x_0 + ct_t x_t, so x_0 = (mu_tilde - ct_t x_t) / c0_t."""
-    return path.to_x0_eps("mu", mu, x_t, t)[0]
-
-
-def mu_target(path, x0: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
-    """The posterior mean mu_tilde_t(x_t, x_0) of eq. 7: what a mu-predicting network should output."""
-    return path.posterior(x0, x_t, t)[0]
-
-
-def predicted_x0_eps(path, prediction: str, pred: torch.Tensor, x_t: torch.Tensor, t):
-    """(x_0, eps) estimates from the mean part of the output (``path.to_x0_eps``)."""
-    return path.to_x0_eps(prediction, pred, x_t, t)
-
-
 def fixed_log_variance(path, t, s, kind: str, like: torch.Tensor) -> torch.Tensor:
     """log sigma^2 for the fixed choices of Ho et al.: ``beta`` (beta_{t|s}) or ``beta_tilde``."""
     _, beta_tilde, beta = path.posterior(like, like, t, s)
@@ -64,30 +49,3 @@ def learned_log_variance(path, t, s, v: torch.Tensor) -> torch.Tensor:
     _, beta_tilde, beta = path.posterior(v, v, t, s)
     log_beta = torch.log(beta.clamp(min=1e-20))
     return v * log_beta + (1.0 - v) * clipped_log_beta_tilde(path, t, s, beta_tilde)
-
-
-def p_mean_logvar(
-    path,
-    output: torch.Tensor,
-    x_t: torch.Tensor,
-    t,
-    s=None,
-    *,
-    prediction: str = "eps",
-    learn_sigma: bool = False,
-    variance: str = "beta",
-    clip_x0: bool = False,
-):
-    """(mean, log-variance, x_0 estimate) of p(x_s | x_t) from a network output (s = t - 1 default)."""
-    if s is None:
-        s = t - 1
-    pred, v = split_output(output, learn_sigma)
-    x0, _ = predicted_x0_eps(path, prediction, pred, x_t, t)
-    if clip_x0:
-        x0 = x0.clamp(-1.0, 1.0)
-    mean = path.posterior(x0, x_t, t, s)[0]
-    if v is not None and variance == "learned":
-        logvar = learned_log_variance(path, t, s, v)
-    else:
-        logvar = fixed_log_variance(path, t, s, "beta" if variance == "learned" else variance, x_t)
-    return mean, logvar, x0
