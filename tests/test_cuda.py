@@ -48,12 +48,15 @@ def test_a_cuda_checkpoint_gives_the_same_network_on_cpu(cuda_run):
 def test_same_seed_same_samples_on_cpu_and_cuda(cuda_run, tmp_path):
     """Sampling noise comes from per-sample CPU generators, so a seed names one picture on any device
     (DDIM with eta = 0 is deterministic given x_T; fp32 on both)."""
-    from difusion.runs import load_run, sample_trained_run
+    from difusion.runs import load_run
+    from difusion.sampling.pipeline import sample_to_folder
 
     out = {}
     for device in ("cpu", "cuda"):
         run = load_run(cuda_run, device)
         settings = run.settings(n=4, seed=3, steps=10, sampler="ddim", eta=0.0)
-        paths = sample_trained_run(run, tmp_path / device, settings, device=device, progress=False)
+        paths = sample_to_folder(
+            run.model, tmp_path / device, settings, device=device, progress=False
+        )
         out[device] = np.load(paths["npz"])["images"]
     assert np.abs(out["cpu"] - out["cuda"]).max() < 2e-3

@@ -47,12 +47,13 @@ def test_latent_diffusion_trains_and_samples_images_with_any_sampler(first_stage
     train(cfg, tmp_path / "ldm", progress=False)
     images = np.load(tmp_path / "ldm" / "samples.npz")["images"]
     assert images.shape == (10, 1, 28, 28) and images.min() >= -1 and images.max() <= 1
-    from difusion.runs import load_run, sample_trained_run
+    from difusion.runs import load_run
+    from difusion.sampling.pipeline import sample_to_folder
 
     run = load_run(tmp_path / "ldm")
     for sampler in ("ddim", "dpmpp-2m", "heun"):
         settings = run.settings(n=4, steps=4, sampler=sampler)
-        out = sample_trained_run(run, tmp_path / sampler, settings, progress=False)
+        out = sample_to_folder(run.model, settings, tmp_path / sampler, progress=False)
         assert np.load(out["npz"])["images"].shape == (4, 1, 28, 28)
 
 
@@ -61,11 +62,12 @@ def test_guidance_works_unchanged_in_latent_space(first_stage, tmp_path):
         "ldm-fmnist", [*TINY_LDM, f"data.root={first_stage}", "model.class_conditional=true"]
     )
     train(cfg, tmp_path / "cond", progress=False, final_samples=False)
-    from difusion.runs import load_run, sample_trained_run
+    from difusion.runs import load_run
+    from difusion.sampling.pipeline import sample_to_folder
 
     run = load_run(tmp_path / "cond")
     settings = run.settings(n=4, steps=4, sampler="dpmpp-2m", guidance=2.0, class_id=3)
-    out = sample_trained_run(run, tmp_path / "g", settings, progress=False)
+    out = sample_to_folder(run.model, settings, tmp_path / "g", progress=False)
     npz = np.load(out["npz"])
     assert npz["images"].shape == (4, 1, 28, 28) and (npz["labels"] == 3).all()
 

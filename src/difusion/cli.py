@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from difusion.errors import DifusionError
-from difusion.sampling.guidance import INTERVAL_HELP, interval_suffix, parse_interval
+from difusion.sampling.guidance import INTERVAL_HELP, parse_interval
 from difusion.sampling.samplers import SAMPLER_HELP
 
 app = typer.Typer(
@@ -204,7 +204,8 @@ def sample(
     samples.npz (`images` (N, C, H, W) float32 in [-1, 1], or `points`, plus `labels` and `seeds`).
     """
     from difusion.build import build_dataset
-    from difusion.runs import load_run, sample_trained_run
+    from difusion.runs import load_run
+    from difusion.sampling.pipeline import sample_to_folder
     from difusion.training.distributed import default_device
 
     device = default_device()
@@ -225,22 +226,16 @@ def sample(
         guidance_interval=parse_interval(interval) if interval is not None else None,
         class_id=class_id,
     ).check()
-    n = settings.n
-    suffix = "" if steps is None else f"-steps{steps}"
-    suffix += "" if settings.sampler == "ddpm" else f"-{settings.sampler}"
-    suffix += f"-eta{settings.eta:g}" if settings.sampler == "ddim" else ""
-    suffix += "" if class_id is None else f"-class{class_id}"
-    suffix += f"-w{settings.guidance:g}" if settings.guidance else ""
-    suffix += interval_suffix(settings.guidance, settings.guidance_interval)
-    out = out or run_dir / f"samples-seed{seed}-n{n}{suffix}"
+    out = out or run_dir / settings.folder_name("samples", steps, variance)
     # 2-D samples are drawn over the training data, so load it (it is generated, so cheap).
     points = build_dataset(run.config).data if len(run.shape) == 1 else None
     t0 = time.perf_counter()
-    written = sample_trained_run(
-        run, out, settings, device=device, points=points, progress=not quiet
+    written = sample_to_folder(
+        run.model, settings, out, device=device, points=points, progress=not quiet
     )
     typer.echo(
-        f"{n} samples from step {run.step} of {run_dir} in {time.perf_counter() - t0:.1f} s:"
+        f"{settings.n} samples from step {run.step} of {run_dir} in "
+        f"{time.perf_counter() - t0:.1f} s:"
     )
     for name, p in written.items():
         typer.echo(f"  {name:8s} {p}")

@@ -17,7 +17,6 @@ from difusion.checkpoint import CHECKPOINT, load_checkpoint, load_module
 from difusion.config import Config, load_run_config
 from difusion.errors import CheckpointError
 from difusion.precision import autocast_dtype
-from difusion.sampling.guidance import interval_suffix
 from difusion.sampling.pipeline import GenerativeModel, SampleSettings, sample_to_folder
 
 
@@ -68,26 +67,6 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Trained
     return TrainedRun(run_dir, cfg, model, meta.get("num_classes"), int(meta["step"]))
 
 
-def sample_trained_run(
-    run: TrainedRun,
-    folder: Path,
-    settings: SampleSettings | None = None,
-    *,
-    device: torch.device | str = "cpu",
-    points: torch.Tensor | None = None,
-    progress: bool = True,
-) -> dict[str, Path]:
-    """Draw samples of a loaded run into ``folder`` (default: the run's own settings)."""
-    return sample_to_folder(
-        run.model,
-        settings or run.settings(),
-        Path(folder),
-        device=device,
-        points=points,
-        progress=progress,
-    )
-
-
 def samples_for_eval(
     run_dir: str | Path,
     *,
@@ -122,17 +101,9 @@ def samples_for_eval(
         guidance_interval=guidance_interval,
         variance=variance if sampler == "ddpm" else None,
     )
-    suffix = "" if steps is None else f"-steps{steps}"
-    if sampler != "ddpm":
-        suffix += f"-{sampler}" + (f"-eta{eta:g}" if sampler == "ddim" else "")
-    if settings.guidance:
-        suffix += f"-w{settings.guidance:g}"
-        suffix += interval_suffix(settings.guidance, settings.guidance_interval)
-    if variance is not None and sampler == "ddpm":
-        suffix += f"-{variance}"
-    folder = Path(run_dir) / f"eval-seed{seed}-n{n}{suffix}"
+    folder = Path(run_dir) / settings.folder_name("eval", steps, variance)
     if not (folder / "samples.npz").exists():
         started = time.perf_counter()
-        sample_trained_run(run, folder, settings, device=device, progress=progress)
+        sample_to_folder(run.model, settings, folder, device=device, progress=progress)
         (folder / "sampling_seconds.txt").write_text(f"{time.perf_counter() - started:.1f}\n")
     return folder / "samples.npz", run

@@ -21,12 +21,14 @@ from tqdm.auto import tqdm
 
 from difusion.errors import ConfigError
 from difusion.sampling.denoiser import ModelDenoiser
-from difusion.sampling.guidance import GuidedDenoiser, check_interval
+from difusion.sampling.guidance import GuidedDenoiser, check_interval, interval_suffix
 from difusion.sampling.noise import PerImageNoise, seeds_for
 from difusion.sampling.samplers import check_sampler, run_sampler, timesteps_for
 from difusion.viz import make_grid, plot_points, save_gif, save_grid
 from difusion.viz.grid import default_scale
 from difusion.viz.plots import points_frame
+
+MAX_SAMPLES = 1_000_000  # more samples than any metric here uses (FID takes 50,000)
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,11 @@ class SampleSettings:
         from difusion.sampling.ddpm import VARIANCES
 
         check_sampler(self.sampler)
-        if self.n < 1 or (self.steps is not None and self.steps < 1):
-            raise ConfigError(f"--n and --steps must be positive, got {self.n} and {self.steps}")
+        if not 1 <= self.n <= MAX_SAMPLES or (self.steps is not None and self.steps < 1):
+            raise ConfigError(
+                f"--n must be in 1..{MAX_SAMPLES:,} and --steps positive, got {self.n} and "
+                f"{self.steps}"
+            )
         if self.variance not in VARIANCES:
             raise ConfigError(f"the variance must be one of: {', '.join(VARIANCES)}")
         if not 0.0 <= self.eta <= 1.0:
@@ -89,6 +94,19 @@ class SampleSettings:
             )
         check_interval(self.guidance_interval)
         return self
+
+    def folder_name(
+        self, prefix: str, steps: int | None = None, variance: str | None = None
+    ) -> str:
+        """PREFIX-seedS-nN[-stepsK][-SAMPLER[-etaE]][-classC][-wG[-iLO-HI]][-VARIANCE]: a folder
+        name that says how the samples were drawn (``steps``, ``variance``: when asked for)."""
+        name = f"{prefix}-seed{self.seed}-n{self.n}" + ("" if steps is None else f"-steps{steps}")
+        if self.sampler != "ddpm":
+            name += f"-{self.sampler}" + (f"-eta{self.eta:g}" if self.sampler == "ddim" else "")
+        name += "" if self.class_id is None else f"-class{self.class_id}"
+        if self.guidance:
+            name += f"-w{self.guidance:g}" + interval_suffix(self.guidance, self.guidance_interval)
+        return name + (f"-{variance}" if variance is not None and self.sampler == "ddpm" else "")
 
     def replace(self, **changes) -> SampleSettings:
         """A copy with the given fields changed; None leaves a field as it is."""
