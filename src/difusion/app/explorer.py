@@ -16,6 +16,7 @@ sigma_t eps.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import tempfile
@@ -31,27 +32,16 @@ import torch
 import yaml
 
 from difusion.diffusion import SCHEDULES, DDPMPath
-from difusion.diffusion.path import as_time
+from difusion.diffusion.path import GaussianPath, as_time
 from difusion.errors import DifusionError
-from difusion.sampling.pipeline import draw_samples, grid_columns
-from difusion.sampling.samplers import SAMPLERS, check_sampler, network_evaluations
+from difusion.sampling.pipeline import SampleSettings, draw_samples, grid_columns
+from difusion.sampling.samplers import SAMPLERS, network_evaluations
+from difusion.viz import save_gif
+from difusion.viz.grid import default_scale, make_grid
+from difusion.viz.plots import points_frame
 
-if TYPE_CHECKING:  # these pull in matplotlib (difusion.viz): imported when first used
-    from difusion.diffusion.path import GaussianPath
+if TYPE_CHECKING:  # difusion.runs builds networks: imported where a run is first loaded
     from difusion.runs import TrainedRun
-    from difusion.sampling.pipeline import SampleSettings
-
-
-def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, scale: int = 1):
-    """:func:`difusion.viz.grid.make_grid`, imported on first use (keeps start-up quick)."""
-    from difusion.viz.grid import make_grid as grid
-
-    return grid(images, nrow=nrow, pad=pad, scale=scale)
-
-
-def default_scale(images: torch.Tensor) -> int:
-    """An upscale that makes small images readable (:func:`difusion.viz.grid.default_scale`)."""
-    return max(1, 96 // images.shape[-1]) if images.shape[-1] < 96 else 1
 
 
 @dataclass(frozen=True)
@@ -104,6 +94,18 @@ def _check_float(name: str, value, low: float, high: float) -> float:
     return number
 
 
+@contextlib.contextmanager
+def _reading(name):
+    """A failure to read the run ``name`` as one line naming it: a torn or foreign file is a
+    message on the page, not a crash."""
+    try:
+        yield
+    except DifusionError as e:
+        raise DifusionError(f"{name}: {e}") from None
+    except Exception as e:
+        raise DifusionError(f"{name}: could not read the run ({type(e).__name__}: {e})") from None
+
+
 # -- which runs the page may open -------------------------------------------------------------------
 
 
@@ -144,10 +146,6 @@ class RunRegistry:
         wanted = (objective,) if isinstance(objective, str) else objective
         return [n for n, p in self._runs.items() if wanted is None or run_objective(p) in wanted]
 
-    def generative(self) -> list[str]:
-        """The labels of the allowed runs that sample: diffusion and flow models."""
-        return self.names(GENERATIVE)
-
     def resolve(self, name: str | None) -> Path:
         """The folder of an allowed run; :class:`RunRefused` for any other name or path."""
         if not name:
@@ -168,9 +166,9 @@ class RunRegistry:
             "restart it with `difusion explore RUN_DIR` (or --root DIR) to open another"
         )
 
-    def load(self, name: str | None) -> TrainedRun:
-        """The allowed run ``name``, loaded once (again if its checkpoint changed). A missing or
-        broken run raises a one-line :class:`DifusionError` for the page to show."""
+    def _generative_dir(self, name: str | None) -> Path:
+        """The folder of the allowed run ``name`` if it is a generative model (diffusion or flow);
+        else a one-line :class:`DifusionError` saying what it is, for the page to show."""
         run_dir = self.resolve(name)
         objective = run_objective(run_dir)
         if objective == "missing":
@@ -182,6 +180,11 @@ class RunRegistry:
             raise DifusionError(
                 f"{name} is a {objective} run, not a generative model (diffusion or flow){where}"
             )
+        return run_dir
+
+    def load(self, name: str | None) -> TrainedRun:
+        """The allowed generative run ``name``, loaded once (again if its checkpoint changed)."""
+        run_dir = self._generative_dir(name)
         ckpt = run_dir / "checkpoint.safetensors"
         if not ckpt.is_file():
             raise DifusionError(f"{name}: no checkpoint.safetensors yet (is it still training?)")
@@ -191,33 +194,19 @@ class RunRegistry:
             if cached is None or cached[0] != stamp:
                 from difusion.runs import load_run
 
-                try:
-                    run = load_run(run_dir, "cpu")
-                except DifusionError as e:
-                    raise DifusionError(f"{name}: {e}") from None
-                except Exception as e:  # a torn or foreign file: say so on the page, do not crash
-                    raise DifusionError(
-                        f"{name}: could not read the run ({type(e).__name__}: {e})"
-                    ) from None
-                self._loaded[run_dir] = cached = (stamp, run)
+                with _reading(name):
+                    self._loaded[run_dir] = cached = (stamp, load_run(run_dir, "cpu"))
             return cached[1]
 
     def path(self, name: str | None) -> GaussianPath:
         """The Gaussian path of the allowed generative run ``name``, built from its config.yaml as
         training built it (``difusion.build.build_path``): no checkpoint needed."""
-        run_dir = self.resolve(name)
-        objective = run_objective(run_dir)
-        if objective not in GENERATIVE:
-            raise DifusionError(
-                f"{name}: a {objective} run has no forward process (give a diffusion or flow run)"
-            )
+        run_dir = self._generative_dir(name)
         from difusion.build import build_path
         from difusion.config import config_from_dict, load_yaml
 
-        try:
+        with _reading(name):
             return build_path(config_from_dict(load_yaml(run_dir / "config.yaml")))
-        except DifusionError as e:
-            raise DifusionError(f"{name}: {e}") from None
 
 
 # -- tab 1: the forward process ---------------------------------------------------------------------
@@ -307,14 +296,6 @@ def check_time(path: GaussianPath, t) -> int | float:
     return _check_float("t", t, 0.0, path.t_max)
 
 
-def path_times(path: GaussianPath, count: int) -> list:
-    """``count`` evenly spaced times from 0 to t_max (whole numbers on a discrete path)."""
-    times = np.linspace(0.0, path.t_max, count)
-    if path.discrete:
-        return times.round().astype(int).tolist()
-    return [float(u) for u in times]
-
-
 def noise_level(path: GaussianPath, t) -> dict[str, float]:
     """The scales of x_t = alpha_t x_0 + sigma_t eps at one time t of any path: alpha_t, sigma_t,
     alpha_t^2 (DDPM's alpha_bar_t, Ho et al. eq. 4), the signal-to-noise ratio SNR_t = alpha_t^2 /
@@ -348,8 +329,6 @@ def picture(x: torch.Tensor, data: torch.Tensor | None = None, label: str = "") 
     """What a person sees of one example: a (C, H, W) image enlarged, or a 2-D cloud (N, 2) drawn
     over ``data`` in grey."""
     if x.dim() == 2:
-        from difusion.viz.plots import points_frame
-
         ref = data if data is not None else x
         return points_frame(
             x, ref, float(ref.abs().max()) * 1.3 if data is not None else 3.5, label
@@ -358,47 +337,30 @@ def picture(x: torch.Tensor, data: torch.Tensor | None = None, label: str = "") 
     return make_grid(x[None], nrow=1, pad=0, scale=scale)
 
 
-def reference_paths(path: GaussianPath, label: str = "") -> dict[str, GaussianPath]:
-    """The linear, cosine and sigmoid DDPM schedules to draw beside ``path``: at its T for a DDPM
-    path, at T = 1000 for a continuous one; the schedule named ``label`` itself is left out."""
-    T = path.T if path.discrete else 1000
-    refs = {}
-    for name in SCHEDULES:
-        if name == label:
-            continue
-        try:
-            refs[name] = schedule_path(name, T)
-        except DifusionError:  # linear/sigmoid are not defined for tiny T: leave them out
-            continue
-    return refs
-
-
-def _curve_times(path: GaussianPath) -> torch.Tensor:
-    if path.discrete:
-        return torch.arange(0, path.T + 1)
-    return torch.linspace(0.0, path.t_max, 401, dtype=torch.float64)
-
-
-def path_curves(
-    path: GaussianPath,
-    t,
-    label: str = "",
-    references: dict[str, GaussianPath] | None = None,
-) -> np.ndarray:
+def path_curves(path: GaussianPath, t, label: str = "") -> np.ndarray:
     """alpha_t, sigma_t, the log-SNR lambda_t = log(alpha_t^2 / sigma_t^2) and the noise fraction
     tau_t = sigma_t / (alpha_t + sigma_t) against t for ``path`` (thick, black) and, thin, the
-    ``references`` (default: the linear, cosine and sigmoid DDPM schedules, Ho et al. eq. 4 and
-    Nichol & Dhariwal eq. 17), each stretched over ``path``'s span 0..t_max; t is marked."""
+    linear, cosine and sigmoid DDPM schedules (Ho et al. eq. 4 and Nichol & Dhariwal eq. 17) at
+    ``path``'s T (T = 1000 beside a continuous path; the one named ``label`` left out), each
+    stretched over ``path``'s span 0..t_max; t is marked."""
     import matplotlib.pyplot as plt
 
-    references = reference_paths(path, label) if references is None else references
     fig, axes = plt.subplots(1, 4, figsize=(12.5, 2.8), dpi=90)
     curves = [(label or path.describe(), path, {"color": "k", "lw": 2.4})]
-    for i, (name, ref) in enumerate(references.items()):
-        span = "" if ref.t_max == path.t_max else f" (t / {ref.t_max:g})"
-        curves.append((name + span, ref, {"color": f"C{i}", "lw": 1.2, "alpha": 0.7}))
+    for name in SCHEDULES:
+        try:
+            ref = schedule_path(name, path.T if path.discrete else 1000)
+        except DifusionError:  # linear/sigmoid are not defined for tiny T: leave them out
+            continue
+        if name != label:
+            span = "" if ref.t_max == path.t_max else f" (t / {ref.t_max:g})"
+            style = {"color": f"C{len(curves) - 1}", "lw": 1.2, "alpha": 0.7}
+            curves.append((name + span, ref, style))
     for name, p, style in curves:
-        ts = _curve_times(p)
+        if p.discrete:
+            ts = torch.arange(0, p.T + 1)
+        else:
+            ts = torch.linspace(0.0, p.t_max, 401, dtype=torch.float64)
         a, s = p.alpha(ts).numpy(), p.sigma(ts).numpy()
         lam = p.log_snr(ts).numpy()
         x = ts.double().numpy() * (path.t_max / p.t_max)
@@ -442,16 +404,16 @@ def forward_view(
     own path or a DDPM schedule's; see :func:`forward_path`)."""
     t = check_time(path, t)
     seed = _check_int("seed", seed, 0, 2**31 - 1)
-    x_t = forward_sample(path, x0, t, seed)
-    times = path_times(path, 8)
+    times = np.linspace(0.0, path.t_max, 8)
+    times = times.round().astype(int).tolist() if path.discrete else [float(s) for s in times]
     if x0.dim() == 2:
         frames = [picture(forward_sample(path, x0, s, seed), data, f"t = {s:g}") for s in times]
         strip = np.concatenate(frames, axis=1)
     else:
         column = torch.stack([forward_sample(path, x0, s, seed) for s in times])
-        strip = make_grid(column, nrow=len(times), scale=max(1, 96 // x0.shape[-1]))
+        strip = make_grid(column, nrow=len(times), scale=default_scale(x0))
     return ForwardView(
-        picture(x_t, data, f"t = {t:g}") if x0.dim() == 2 else picture(x_t),
+        picture(forward_sample(path, x0, t, seed), data, f"t = {t:g}"),
         strip,
         path_curves(path, t, label),
         noise_level(path, t),
@@ -478,20 +440,6 @@ class Trajectory:
     settings: SampleSettings | None = None  # how they were drawn (as `difusion sample` would)
 
 
-def class_labels(run: TrainedRun, n: int, class_id) -> torch.Tensor | None:
-    """Labels for a class-conditional run, as ``difusion sample`` lays them out
-    (``GenerativeModel.labels``): ``class_id`` for all n samples, or with None (-1 on the page) one
-    class per grid row when n is a multiple of the classes, else the classes in turn; None for an
-    unconditional run (where a class is an error)."""
-    conditional = run.model.num_classes is not None
-    if class_id in (None, "", -1):
-        return run.model.labels(n) if conditional else None
-    class_id = _check_int("class", class_id, 0, (run.model.num_classes or run.num_classes or 1) - 1)
-    if not conditional:
-        raise DifusionError(f"{run.run_dir.name} is not class-conditional; leave the class empty")
-    return run.model.labels(n, class_id)
-
-
 def sample_settings(
     run: TrainedRun,
     *,
@@ -506,18 +454,23 @@ def sample_settings(
 ) -> SampleSettings:
     """The page's choices, bounded, as the ``SampleSettings`` that ``difusion sample`` would use:
     the run's own ``sample:`` section (variance, guidance interval, batch size) with these fields
-    changed. ``class_id`` None or -1: the classes laid out as ``difusion sample`` does. Guidance
-    acts only at noise fractions in ``interval`` (Kynkaanniemi et al. 2024); None means the run's
+    changed (the sampler is checked by ``SampleSettings.check``). ``class_id`` None or -1: the
+    classes laid out as ``difusion sample`` does (``GenerativeModel.labels``: one class per grid
+    row when n is a multiple of the classes, else the classes in turn). Guidance acts only at noise
+    fractions in ``interval`` (Kynkaanniemi et al. 2024); None means the run's
     ``sample.guidance_interval``. The run's guidance rescale is kept only while w > 0."""
-    check_sampler(sampler)
     steps = _check_int("steps", steps, 1, LIMITS.max_steps)
     n = _check_int("samples", n, 1, LIMITS.max_n if run.model.images else LIMITS.max_points)
     seed = _check_int("seed", seed, 0, 2**31 - 1)
     guidance = _check_float("guidance", guidance, 0.0, LIMITS.max_guidance)
     eta = _check_float("eta", eta, 0.0, 1.0)
-    labels = class_labels(run, n, class_id)  # checks the class against the run
-    if guidance > 0 and labels is None:
-        raise DifusionError(f"{run.run_dir.name} is not class-conditional, so guidance must be 0")
+    class_id = None if class_id in (None, "", -1) else class_id
+    if run.model.num_classes is None and (class_id is not None or guidance > 0):
+        raise DifusionError(
+            f"{run.run_dir.name} is not class-conditional: leave the class empty and guidance at 0"
+        )
+    if class_id is not None:
+        class_id = _check_int("class", class_id, 0, run.model.num_classes - 1)
     settings = run.settings(
         n=n,
         seed=seed,
@@ -527,40 +480,26 @@ def sample_settings(
         guidance=guidance,
         guidance_rescale=None if guidance > 0 else 0.0,
         guidance_interval=interval,
-        class_id=None if class_id in (None, "", -1) else int(class_id),
+        class_id=class_id,
     )
     return settings.check()
 
 
 @torch.no_grad()
-def reverse_process(
-    run: TrainedRun,
-    *,
-    sampler: str = "dpmpp-2m",
-    steps=20,
-    seed=0,
-    n=16,
-    class_id=None,
-    guidance=0.0,
-    eta=0.0,
-    frames: int = 40,
-    keep: int = 16,
-    interval: tuple[float, float] | None = None,
-) -> Trajectory:
+def reverse_process(run: TrainedRun, *, frames: int = 40, keep: int = 16, **choices) -> Trajectory:
     """Sample ``run`` from noise at t_max (N(0, I) on DDPM and the flows; the path's
     ``prior_std`` times that in general) down to t = 0 with a named sampler (see
     ``difusion.sampling.samplers``), recording x_t and the x_0 estimate of the first ``keep``
-    samples (all of a 2-D cloud) at ``frames`` evenly spaced steps.
+    samples (all of a 2-D cloud) at ``frames`` evenly spaced steps. ``choices`` are the page's
+    (sampler, steps, seed, n, class_id, guidance, eta, interval), as :func:`sample_settings` takes
+    them.
 
     Any generative run: the run's model (``run.model``: its path, what its network predicts, its
     decoder for latent diffusion) gives the denoiser -- guided by eps = (1 + w) eps_c - w eps_u
     (Ho & Salimans eq. 6) when ``guidance`` w > 0 -- and the time grid, exactly as
     ``difusion sample`` (``draw_samples``) does: sample i starts from seed + i and the samples
-    are the same. See :func:`sample_settings` for the other arguments."""
-    settings = sample_settings(
-        run, sampler=sampler, steps=steps, seed=seed, n=n, class_id=class_id,
-        guidance=guidance, eta=eta, interval=interval,
-    )  # fmt: skip
+    are the same."""
+    settings = sample_settings(run, **choices)
     model = run.model
     ts = model.timesteps(settings)
     record = set(np.linspace(0, len(ts) - 2, min(frames, len(ts) - 1)).round().astype(int).tolist())
@@ -629,8 +568,6 @@ def trajectory_frames(traj: Trajectory, data=None) -> list[np.ndarray]:
 
 def save_animation(frames: list[np.ndarray], folder: str | Path | None = None) -> Path:
     """The frames as a looping GIF in ``folder`` (default: a fresh temporary folder)."""
-    from difusion.viz import save_gif
-
     folder = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="difusion-"))
     return save_gif(frames, folder / "trajectory.gif")
 
@@ -684,41 +621,15 @@ class Comparison:
 
 
 def compare_samplers(
-    run: TrainedRun,
-    a: tuple[str, int],
-    b: tuple[str, int],
-    *,
-    seed=0,
-    n=16,
-    class_id=None,
-    guidance=0.0,
-    eta=0.0,
+    run: TrainedRun, a: tuple[str, int], b: tuple[str, int], **choices
 ) -> Comparison:
-    """The same seeds (hence the same x_T) under two (sampler, steps) settings, side by side."""
-    left = reverse_process(
-        run,
-        sampler=a[0],
-        steps=a[1],
-        seed=seed,
-        n=n,
-        class_id=class_id,
-        guidance=guidance,
-        eta=eta,
-        frames=1,
+    """The same seeds (hence the same x_T) under two (sampler, steps) settings, side by side; the
+    other ``choices`` (seed, n, class_id, guidance, eta) as :func:`sample_settings` takes them."""
+    left, right = (
+        reverse_process(run, sampler=sampler, steps=steps, frames=1, **choices)
+        for sampler, steps in (a, b)
     )
-    right = reverse_process(
-        run,
-        sampler=b[0],
-        steps=b[1],
-        seed=seed,
-        n=n,
-        class_id=class_id,
-        guidance=guidance,
-        eta=eta,
-        frames=1,
-    )
-    diff = float((left.samples - right.samples).abs().mean())
-    return Comparison(left, right, diff)
+    return Comparison(left, right, float((left.samples - right.samples).abs().mean()))
 
 
 def parse_scales(text: str) -> list[float]:
@@ -732,17 +643,11 @@ def parse_scales(text: str) -> list[float]:
 
 
 def guidance_sweep(
-    run: TrainedRun,
-    scales: Sequence[float],
-    *,
-    class_id=0,
-    n_per_scale=8,
-    seed=0,
-    sampler: str = "dpmpp-2m",
-    steps=20,
+    run: TrainedRun, scales: Sequence[float], *, class_id=0, n_per_scale=8, **choices
 ) -> tuple[np.ndarray, list[Trajectory]]:
     """One row per guidance scale w, each from the same seeds (the same x_T) and class: how
-    eps = (1 + w) eps_c - w eps_u (Ho & Salimans eq. 6) pulls the samples toward the class."""
+    eps = (1 + w) eps_c - w eps_u (Ho & Salimans eq. 6) pulls the samples toward the class. The
+    other ``choices`` (seed, sampler, steps, ...) as :func:`sample_settings` takes them."""
     if run.model.num_classes is None:
         raise DifusionError(
             f"{run.run_dir.name} is not class-conditional; a guidance sweep needs a run trained "
@@ -757,16 +662,7 @@ def guidance_sweep(
             "use fewer of either"
         )
     rows = [
-        reverse_process(
-            run,
-            sampler=sampler,
-            steps=steps,
-            seed=seed,
-            n=n_per_scale,
-            class_id=class_id,
-            guidance=w,
-            frames=1,
-        )
+        reverse_process(run, n=n_per_scale, class_id=class_id, guidance=w, frames=1, **choices)
         for w in scales
     ]
     grid = torch.cat([r.samples for r in rows])
@@ -783,20 +679,10 @@ NO_AUTOENCODER = (
 
 
 def latent_status(registry: RunRegistry) -> str:
-    """What the latent-space tab can show: the autoencoder runs given, or why there are none.
-
-    Kept in one place on purpose: the autoencoder models (``difusion.autoencoders``) are wired here,
-    imported only when an autoencoder run is actually given."""
+    """What the latent-space tab can show: the autoencoder runs given, or how to give one."""
     runs = registry.names("autoencoder")
     if not runs:
         return NO_AUTOENCODER
-    import importlib.util
-
-    if importlib.util.find_spec("difusion.autoencoders") is None:
-        return (
-            f"Autoencoder run(s) given ({', '.join(runs)}), but this version of difusion has no "
-            "autoencoder models (difusion.autoencoders) to load them with."
-        )
     return f"Autoencoder run(s) given: {', '.join(runs)}. Pick one and press Show."
 
 
@@ -816,12 +702,8 @@ def latent_space(
     from difusion.autoencoders.run import load_autoencoder
     from difusion.autoencoders.scoring import test_images
 
-    try:
+    with _reading(name):
         model = load_autoencoder(run_dir)
-    except DifusionError as e:
-        raise DifusionError(f"{name}: {e}") from None
-    except Exception as e:  # a torn or foreign file: a message, not a crash
-        raise DifusionError(f"{name}: could not read the run ({type(e).__name__}: {e})") from None
     x, _ = test_images(model.config, 64)
     a = _check_int("image a", index_a, 0, len(x) - 1)
     b = _check_int("image b", index_b, 0, len(x) - 1)

@@ -8,6 +8,7 @@ the page (the ``*-message`` boxes), never a crash.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
@@ -47,39 +48,25 @@ def _available_datasets() -> list[str]:
 
 def build_app(registry: ex.RunRegistry) -> gr.Blocks:
     """The Blocks of the four tabs, reading runs only through ``registry``."""
-    datasets = _available_datasets()
-    runs = registry.generative()
+    runs = registry.names(ex.GENERATIVE)
     with gr.Blocks(title="difusion explorer") as demo:
         gr.Markdown(INTRO.format(max_steps=ex.LIMITS.max_steps, max_n=ex.LIMITS.max_n))
         with gr.Tabs():
             with gr.Tab("Forward process", id="forward"):
-                forward = _forward_tab(registry, datasets, runs)
+                path_menu = _forward_tab(demo, registry, _available_datasets(), runs)
             with gr.Tab("Reverse process", id="reverse"):
-                reverse = _reverse_tab(registry, runs)
+                reverse_run = _reverse_tab(demo, registry, runs)
             with gr.Tab("Compare", id="compare"):
                 compare_run = _compare_tab(registry, runs)
             with gr.Tab("Latent space", id="latent"):
-                latent = _latent_tab(registry)
-        # the slider's range is the chosen path's (0..T or [0, 1]): set on load, then draw
-        demo.load(forward["repath"], forward["repath_inputs"], forward["repath_outputs"]).then(
-            forward["fn"], forward["inputs"], forward["outputs"]
-        )
-        demo.load(reverse["fn"], reverse["inputs"], reverse["outputs"])
-        demo.load(lambda: ex.latent_status(registry), None, latent)
-        _toy_trainer(registry, [reverse["run"], compare_run], forward["path"])
+                _latent_tab(demo, registry)
+        _toy_trainer(registry, [reverse_run, compare_run], path_menu)
     return demo
 
 
-def _slider_for(path, t=None) -> gr.Slider:
-    """The t slider over a path's times: 0..T in steps of 1 (DDPM), [0, t_max] finely (a flow)."""
-    step = 1 if path.discrete else path.t_max / 1000
-    value = path.t_max / 4 if t is None else min(max(float(t), 0.0), path.t_max)
-    if path.discrete:
-        value = round(value)
-    return gr.Slider(minimum=0, maximum=path.t_max, step=step, value=value)
-
-
-def _forward_tab(registry: ex.RunRegistry, datasets: list[str], runs: list[str]) -> dict:
+def _forward_tab(
+    demo: gr.Blocks, registry: ex.RunRegistry, datasets: list[str], runs: list[str]
+) -> gr.Dropdown:
     choices = [*runs, ex.SCHEDULE_CHOICE]
     with gr.Row():
         with gr.Column(scale=1):
@@ -141,15 +128,16 @@ def _forward_tab(registry: ex.RunRegistry, datasets: list[str], runs: list[str])
         return view.x_t, text, view.strip, view.curves, ""
 
     def repath(choice, schedule, T, t, keep=False):
-        """The slider over the chosen path's times; t kept when the path keeps its span."""
+        """The t slider over the chosen path's times, 0..T in whole steps (DDPM) or [0, t_max]
+        finely (a flow): at t_max / 4, or t kept (within the span) when ``keep``."""
         try:
             path, _ = ex.forward_path(registry, choice, schedule, T)
         except Exception as e:
             return gr.skip(), _message(e)
-        return _slider_for(path, t if keep else None), ""
-
-    def to_schedule():
-        return gr.Dropdown(value=ex.SCHEDULE_CHOICE)
+        value = min(max(float(t), 0.0), path.t_max) if keep else path.t_max / 4
+        if path.discrete:
+            return gr.Slider(minimum=0, maximum=path.T, step=1, value=round(value)), ""
+        return gr.Slider(minimum=0, maximum=path.t_max, step=path.t_max / 1000, value=value), ""
 
     inputs = [path_menu, source, index, upload, schedule, T, t, seed]
     outputs = [x_t, level, strip, curves, message]
@@ -157,28 +145,15 @@ def _forward_tab(registry: ex.RunRegistry, datasets: list[str], runs: list[str])
         component.change(show, inputs, outputs, trigger_mode="always_last")
     t.change(show, inputs, outputs, trigger_mode="always_last", show_progress="hidden")
     path_menu.input(repath, [path_menu, schedule, T, t], [t, message]).then(show, inputs, outputs)
-    schedule.input(to_schedule, None, path_menu).then(
-        lambda c, s, T, t: repath(c, s, T, t, keep=True), [path_menu, schedule, T, t], [t, message]
-    ).then(show, inputs, outputs)
-
-    def rescale_slider(T, t):
-        try:
-            T = ex._check_int("T", T, 2, ex.LIMITS.max_T)
-        except DifusionError as e:
-            return gr.skip(), gr.skip(), _message(e)
-        slider = gr.Slider(minimum=0, maximum=T, step=1, value=min(int(float(t)), T))
-        return gr.Dropdown(value=ex.SCHEDULE_CHOICE), slider, ""
-
-    T.submit(rescale_slider, [T, t], [path_menu, t, message]).then(show, inputs, outputs)
-    return {
-        "fn": show,
-        "inputs": inputs,
-        "outputs": outputs,
-        "repath": repath,
-        "repath_inputs": [path_menu, schedule, T, t],
-        "repath_outputs": [t, message],
-        "path": path_menu,
-    }
+    for event in (schedule.input, T.submit):  # a schedule or a T: show the schedule, keep t
+        event(lambda: gr.Dropdown(value=ex.SCHEDULE_CHOICE), None, path_menu).then(
+            lambda c, s, T, t: repath(c, s, T, t, keep=True),
+            [path_menu, schedule, T, t],
+            [t, message],
+        ).then(show, inputs, outputs)
+    # the slider's range is the chosen path's (0..T or [0, 1]): set on load, then draw
+    demo.load(repath, [path_menu, schedule, T, t], [t, message]).then(show, inputs, outputs)
+    return path_menu
 
 
 def _sampling_controls(prefix: str, runs: list[str]) -> dict:
@@ -203,7 +178,7 @@ def _sampling_controls(prefix: str, runs: list[str]) -> dict:
     return {"run": run, "seed": seed, "n": n, "class": class_id}
 
 
-def _reverse_tab(registry: ex.RunRegistry, runs: list[str]) -> dict:
+def _reverse_tab(demo: gr.Blocks, registry: ex.RunRegistry, runs: list[str]) -> gr.Dropdown:
     with gr.Row():
         with gr.Column(scale=1):
             c = _sampling_controls("rev", runs)
@@ -282,9 +257,9 @@ def _reverse_tab(registry: ex.RunRegistry, runs: list[str]) -> dict:
             return "", _message(e), gr.skip(), gr.skip(), gr.skip()
         return summary, "", own["sampler"], own["steps"], own["guidance"]
 
-    outputs = [about, message, sampler, steps, guidance]
-    c["run"].change(describe, c["run"], outputs)
-    return {"run": c["run"], "fn": describe, "inputs": c["run"], "outputs": outputs}
+    for event in (c["run"].change, demo.load):
+        event(describe, c["run"], [about, message, sampler, steps, guidance])
+    return c["run"]
 
 
 def _compare_tab(registry: ex.RunRegistry, runs: list[str]) -> gr.Dropdown:
@@ -356,8 +331,9 @@ def _compare_tab(registry: ex.RunRegistry, runs: list[str]) -> gr.Dropdown:
     return c["run"]
 
 
-def _latent_tab(registry: ex.RunRegistry) -> gr.Markdown:
+def _latent_tab(demo: gr.Blocks, registry: ex.RunRegistry) -> None:
     status = gr.Markdown(ex.latent_status(registry), elem_id="latent-message")
+    demo.load(lambda: ex.latent_status(registry), None, status)
     runs = registry.names("autoencoder")
     with gr.Row():
         run = gr.Dropdown(
@@ -377,13 +353,11 @@ def _latent_tab(registry: ex.RunRegistry) -> gr.Markdown:
 
     def show(name, a, b, steps):
         try:
-            grid, line, summary = ex.latent_space(registry, name, index_a=a, index_b=b, steps=steps)
+            return ex.latent_space(registry, name, index_a=a, index_b=b, steps=steps)
         except Exception as e:
             return gr.skip(), gr.skip(), _message(e)
-        return grid, line, summary
 
     go.click(show, [run, a, b, steps], [recon, path, message], concurrency_id="cpu")
-    return status
 
 
 def _toy_trainer(registry: ex.RunRegistry, menus: list[gr.Dropdown], path_menu) -> None:
@@ -392,11 +366,7 @@ def _toy_trainer(registry: ex.RunRegistry, menus: list[gr.Dropdown], path_menu) 
         "No trained model? Train a tiny 2-D one here (about 10 s)", open=not menus[0].value
     ):
         with gr.Row():
-            distribution = gr.Dropdown(
-                list(DISTRIBUTIONS),
-                value="moons",
-                label="distribution",
-            )
+            distribution = gr.Dropdown(list(DISTRIBUTIONS), value="moons", label="distribution")
             steps = gr.Number(
                 1500, label=f"training steps (10..{ex.LIMITS.max_toy_steps})", precision=0
             )
@@ -404,8 +374,6 @@ def _toy_trainer(registry: ex.RunRegistry, menus: list[gr.Dropdown], path_menu) 
         message = gr.Markdown(elem_id="toy-message")
 
     def train(distribution, steps):
-        import tempfile
-
         try:
             folder, seconds = ex.train_toy_model(
                 tempfile.mkdtemp(prefix="difusion-toy2d-"), steps=steps, distribution=distribution
@@ -413,7 +381,7 @@ def _toy_trainer(registry: ex.RunRegistry, menus: list[gr.Dropdown], path_menu) 
         except Exception as e:
             return (*[gr.skip()] * (len(menus) + 1), _message(e))
         name = registry.add(f"toy2d {distribution} (trained here, {int(steps)} steps)", folder)
-        choices = registry.generative()
+        choices = registry.names(ex.GENERATIVE)
         text = f"trained in {seconds:.1f} s; pick **{name}** in the run menus"
         return (
             *[gr.Dropdown(choices=choices, value=name) for _ in menus],
