@@ -3,14 +3,14 @@
 A utility at the bottom of the package: training writes checkpoints, and every layer that reads a
 run back (``build``'s first stage, ``runs``, the autoencoder and segmentation chapters) reads them.
 
-Written atomically (a temporary file in the same folder, fsync, then rename), so a run killed at any
-moment leaves either the previous checkpoint or the new one, never a torn file. Nothing is pickled.
+Written atomically (``files.atomic_path``: a temporary file in the same folder, fsync, then rename),
+so a run killed at any moment leaves either the previous checkpoint or the new one, never a torn
+file. Nothing is pickled.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -18,6 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from difusion.errors import CheckpointError
+from difusion.files import atomic_path
 
 FORMAT = "difusion-checkpoint-1"
 CHECKPOINT = "checkpoint.safetensors"  # the file name inside a run folder
@@ -79,11 +80,8 @@ def save_checkpoint(
     for group, values in (extra or {}).items():
         for name, value in values.items():
             tensors[f"{group}/{name}"] = value.detach().cpu().contiguous()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(tensors, str(tmp), metadata={"difusion": json.dumps(info)})
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"difusion": json.dumps(info)})
     return path
 
 

@@ -512,15 +512,36 @@ def datasets_download(
 
 
 def main() -> None:
-    """Entry point: user mistakes become one line on stderr and exit code 2, never a traceback."""
+    """Entry point: a user mistake (a bad option, config, file or path) is one line on stderr and
+    exit code 2, never a traceback; an interrupted command exits 130; a training run stopped early
+    (Ctrl-C, SIGTERM) exits with EXIT_STOPPED (75), so a script can tell it may be resumed."""
+    try:  # newer typer carries its own copy of click
+        from typer import Abort
+        from typer._click.exceptions import NoArgsIsHelpError, UsageError
+    except ImportError:
+        from click.exceptions import Abort, NoArgsIsHelpError, UsageError
+
+    from difusion.files import describe_os_error
+
     try:
-        app()
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as e:
+        print(e.ctx.get_help() if e.ctx else str(e))
+        code = 0
+    except UsageError as e:
+        where = f" (see `{e.ctx.command_path} --help`)" if e.ctx else ""
+        print(f"difusion: error: {e.format_message()}{where}", file=sys.stderr)
+        code = 2
     except DifusionError as e:
         print(f"difusion: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
+        code = 2
+    except OSError as e:
+        print(f"difusion: error: {describe_os_error(e, action='use')}", file=sys.stderr)
+        code = 2
+    except (KeyboardInterrupt, Abort):
         print("difusion: interrupted", file=sys.stderr)
-        sys.exit(130)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
