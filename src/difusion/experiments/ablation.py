@@ -13,8 +13,8 @@ test set. Run it on a quiet machine: a time budget is only fair when nothing els
 
 from __future__ import annotations
 
-from difusion.errors import DifusionError
-from difusion.experiments.spec import EvalSpec, Experiment, RunSpec
+from difusion.experiments.ddpm import TINY
+from difusion.experiments.spec import EvalSpec, Experiment, RunSpec, for_budget
 
 BASE = "fm-fmnist"
 NFE = 20  # network evaluations per sample of every row but the sampler group's
@@ -74,21 +74,12 @@ CHOICES: list[tuple] = [
 ]
 
 # small: seconds of a tiny network, so the test can check every row's plumbing
-_TINY = [
-    "model.base_channels=8",
-    "model.num_res_blocks=1",
-    "model.attention_levels=[]",
-    "sample.n=8",
-    "sample.steps=20",  # the runs' own final samples: not 1000 ancestral steps
-]
-
-
-def _budget(budget: str) -> tuple[list[str], dict]:
-    if budget == "small":
-        return [*_TINY, "train.minutes=0.03"], dict(n=64, n_reference=300)
-    if budget == "3min":
-        return ["train.minutes=3"], dict(n=1000, n_reference=None)
-    raise DifusionError(f"unknown --budget {budget!r}; choose small or 3min")
+_TINY = [*TINY, "sample.n=8", "sample.steps=20"]  # final samples: not 1000 ancestral steps
+# (training overrides, samples and reference images) by budget
+BUDGETS = {
+    "small": ([*_TINY, "train.minutes=0.03"], dict(n=64, n_reference=300)),
+    "3min": (["train.minutes=3"], dict(n=1000, n_reference=None)),
+}
 
 
 def run_name(budget: str, preset: str, overrides: list[str]) -> str:
@@ -103,7 +94,7 @@ def run_name(budget: str, preset: str, overrides: list[str]) -> str:
 
 def ablation(budget: str) -> Experiment:
     """One row per choice of the recipe, each at the same wall-clock budget."""
-    common, ev = _budget(budget)
+    common, ev = for_budget(budget, BUDGETS)
     runs = []
     for group, label, preset, overrides, sampler, steps, *eta in CHOICES:
         if budget == "small" and "base_channels" in " ".join(overrides):
@@ -120,7 +111,6 @@ def ablation(budget: str) -> Experiment:
                     steps=steps,
                     sampler=sampler,
                     eta=eta[0] if eta else 0.0,
-                    features=("domain",),
                     metrics=("fid",),
                 ),
             )

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from difusion.errors import DifusionError
-from difusion.experiments.page import machine, write_page
+from difusion.experiments.page import figure, machine, write_page
+from difusion.experiments.spec import for_budget
 from difusion.experiments.training import train_run
 
 _STARTED = time.perf_counter()
@@ -27,12 +27,15 @@ def _budget(budget: str) -> list[str]:
     64 with the MLP encoder/decoder (a step budget, not a time budget: the CPU here is shared by
     several agents, so wall time says little, and the MLP trains about 6 times more images per
     second than the convolutional network)."""
-    mlp = ["autoencoder.network=mlp", "autoencoder.hidden=512", "autoencoder.depth=2"]
-    if budget == "small":
-        return ["train.steps=20", "train.minutes=null", "autoencoder.eval_n=100", *mlp]
-    if budget == "full":
-        return ["train.steps=1000", "train.minutes=null", "autoencoder.eval_n=1000", *mlp]
-    raise DifusionError(f"unknown --budget {budget!r}; choose small or full")
+    steps, eval_n = for_budget(budget, {"small": (20, 100), "full": (1000, 1000)})
+    return [
+        f"train.steps={steps}",
+        "train.minutes=null",
+        f"autoencoder.eval_n={eval_n}",
+        "autoencoder.network=mlp",
+        "autoencoder.hidden=512",
+        "autoencoder.depth=2",
+    ]
 
 
 def train_or_reuse(preset: str, overrides: list[str], run_dir: Path, progress: bool) -> dict:
@@ -54,27 +57,18 @@ def _train_minutes(run_dir: Path) -> float | None:
     return round(json.loads(lines[-1]).get("elapsed_s", 0) / 60, 2) if lines else None
 
 
-def _plot(path: Path, series: dict, xlabel: str, ylabel: str, logx=False, logy=False) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.6, 3.3), dpi=110)
-    for label, (xs, ys) in series.items():
-        ax.plot(xs, ys, "o-", label=label)
-    if logx:
-        ax.set_xscale("log", base=2)
-    if logy:
-        ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+def _plot(path: Path, series: dict, xlabel: str, ylabel: str, logx=False, logy=False) -> None:
+    with figure(path, figsize=(4.6, 3.3), dpi=110) as ax:
+        for label, (xs, ys) in series.items():
+            ax.plot(xs, ys, "o-", label=label)
+        if logx:
+            ax.set_xscale("log", base=2)
+        if logy:
+            ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
 
 
 def code_size(budget: str, runs_root: Path, results_root: Path, progress: bool = True) -> Path:
@@ -99,46 +93,27 @@ def code_size(budget: str, runs_root: Path, results_root: Path, progress: bool =
     x_train = train_images(cfg)[:20000]
     rows = []
     for k in CODE_SIZES[budget]:
-        pca = PCA.fit(x_train, k)
-        rows.append(
-            {
-                "model": "PCA",
-                "code_size": k,
-                "mse": float(mse_per_image(pca.reconstruct(x_test).clamp(-1, 1), x_test).mean()),
-            }
-        )
+        pca_mse = mse_per_image(PCA.fit(x_train, k).reconstruct(x_test).clamp(-1, 1), x_test)
+        rows.append({"model": "PCA", "code_size": k, "mse": float(pca_mse.mean())})
         for label, (preset, extra) in models.items():
             run_dir = runs_root / name / f"{label.lower()}-{k}"
             m = train_or_reuse(
                 preset, base + extra + [f"autoencoder.code_size={k}"], run_dir, progress
             )
-            rows.append(
-                {
-                    "model": label,
-                    "code_size": k,
-                    "mse": m["mse"],
-                    "psnr_db": m["psnr_db"],
-                    "ssim": m["ssim"],
-                    "train_minutes": m["train_minutes"],
-                    **({"perplexity": m["perplexity"]} if "perplexity" in m else {}),
-                }
-            )
+            kept = ("mse", "psnr_db", "ssim", "train_minutes", "perplexity")
+            rows.append({"model": label, "code_size": k} | {q: m[q] for q in kept if q in m})
             if progress:
                 print(f"ae-code-size: {label} k={k}: MSE {m['mse']:.4f}")
-    series = {}
-    for r in rows:
-        xs, ys = series.setdefault(r["model"], ([], []))
-        xs.append(r["code_size"])
-        ys.append(r["mse"])
-    _plot(out / "mse.png", series, "code size", "test MSE ([-1, 1] scale)", logx=True, logy=True)
     sizes = CODE_SIZES[budget]
+    mse = {label: [r["mse"] for r in rows if r["model"] == label] for label in ("PCA", *models)}
+    series = {label: (sizes, values) for label, values in mse.items()}
+    _plot(out / "mse.png", series, "code size", "test MSE ([-1, 1] scale)", logx=True, logy=True)
     table = [
         "| model | " + " | ".join(f"k = {k}" for k in sizes) + " |",
         "|---|" + "---|" * len(sizes),
     ]
-    for label in ("PCA", *models):
-        cells = [f"{r['mse']:.4f}" for r in rows if r["model"] == label]
-        table.append(f"| {label} | " + " | ".join(cells) + " |")
+    for label, values in mse.items():
+        table.append(f"| {label} | " + " | ".join(f"{v:.4f}" for v in values) + " |")
     minutes = (time.perf_counter() - t0) / 60
     lines = [
         "# Reconstruction against code size: PCA, AE, VAE, VQ-VAE (Fashion-MNIST)",
@@ -284,7 +259,6 @@ def vae_nll(budget: str, runs_root: Path, results_root: Path, progress: bool = T
     ]
     name = "vae-nll" + ("-small" if budget == "small" else "")
     out = results_root / name
-    out.mkdir(parents=True, exist_ok=True)
     rows = []
     for data in ("mnist", "fashion-mnist"):
         run_dir = runs_root / name / data
@@ -329,10 +303,8 @@ def vae_nll(budget: str, runs_root: Path, results_root: Path, progress: bool = T
         f"Reproduce: `difusion experiment vae-nll --budget {budget}` ({total:.1f} min here).",
         "",
         "| data | train min | steps | passes | "
-        + " | ".join(f"NLL k = {k} (nats)" for k in ks)
-        + " | time of k = "
-        + str(ks[-1])
-        + " |",
+        + "".join(f"NLL k = {k} (nats) | " for k in ks)
+        + f"time of k = {ks[-1]} |",
         "|---|---|---|---|" + "---|" * len(ks) + "---|",
     ]
     for r in rows:

@@ -9,6 +9,12 @@ from difusion.experiments.spec import EvalSpec, Experiment, RunSpec
 # The learning curve's runs, shared with the experiments that only sample a trained model.
 LC_FULL = ["sample.sampler=dpmpp-2m", "sample.steps=20"]
 LC_10 = "learning-curve/10min"
+TINY = [  # the smallest U-Net, without attention, for the plumbing of an experiment in seconds
+    "model.base_channels=8",
+    "model.num_res_blocks=1",
+    "model.attention_levels=[]",
+    "train.sample_every=0",
+]
 SMALL = [  # a tiny network for seconds: the plumbing, not the numbers
     "train.minutes=0.2",
     "model.base_channels=8",

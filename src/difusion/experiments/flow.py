@@ -13,37 +13,20 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from difusion.errors import DifusionError
 from difusion.experiments.ddpm import LC_10
-from difusion.experiments.page import machine, write_page
+from difusion.experiments.page import figure, machine, write_page
+from difusion.experiments.spec import for_budget
 from difusion.experiments.training import finished, train_run
 
 NFES = (1, 2, 5, 10, 50)
-
-
-def _settings(budget: str) -> dict:
-    if budget == "small":
-        return {
-            "steps": 300,
-            "reflow_steps": 200,
-            "pairs": 1000,
-            "n": 500,
-            "nfes": (1, 5),
-            "nll_n": 100,
-        }
-    if budget == "full":
-        return {
-            "steps": 3000,
-            "reflow_steps": 2000,
-            "pairs": 8000,
-            "n": 2000,
-            "nfes": NFES,
-            "nll_n": 1000,
-        }
-    raise DifusionError(f"unknown --budget {budget!r}; choose small or full")
+# two moons: training steps of each model, of the reflow and its pairs, samples (and held-out
+# points), NFE budgets, and held-out points of the NLL
+SETTINGS = {
+    "small": dict(steps=300, reflow_steps=200, pairs=1000, n=500, nfes=(1, 5), nll_n=100),
+    "full": dict(steps=3000, reflow_steps=2000, pairs=8000, n=2000, nfes=NFES, nll_n=1000),
+}
 
 
 def _train(preset: str, overrides: list[str], run_dir: Path, progress: bool) -> float:
@@ -79,6 +62,12 @@ def _draw(run, sampler: str, steps: int, n: int, seed: int = 1000, device="cpu")
     return draw_samples(run.model, settings, device=device, progress=False).x.float()
 
 
+def _equal_nfe(methods, nfes) -> list[tuple]:
+    """(method, NFE budget, steps) for each method (its last field: network calls per step) at
+    each NFE budget that buys it at least one step."""
+    return [(m, nfe, nfe // m[-1]) for m in methods for nfe in nfes if nfe // m[-1] >= 1]
+
+
 def flow_vs_ddpm(budget: str, runs_root: Path, results_root: Path, progress: bool = True) -> Path:
     """Train (or reuse) the three 2-D models, sample each at equal NFE, write the results page."""
     from difusion.data import load_dataset
@@ -87,7 +76,7 @@ def flow_vs_ddpm(budget: str, runs_root: Path, results_root: Path, progress: boo
     from difusion.metrics.two_d import energy_distance, sliced_wasserstein
     from difusion.runs import load_run
 
-    st = _settings(budget)
+    st = for_budget(budget, SETTINGS)
     tag = "-small" if budget == "small" else ""
     root = runs_root / f"flow-vs-ddpm{tag}"
     out = results_root / f"flow-vs-ddpm{tag}"
@@ -119,36 +108,31 @@ def flow_vs_ddpm(budget: str, runs_root: Path, results_root: Path, progress: boo
         "ed": energy_distance(train_pts, held_out),
     }
     rows = []
-    for label, model, sampler, per_step in METHODS:
-        for nfe in st["nfes"]:
-            k = nfe // per_step
-            if k < 1:
-                continue
-            x = _draw(runs[model], sampler, k, n)
-            rows.append(
-                {
-                    "method": label,
-                    "nfe_budget": nfe,
-                    "nfe": k * per_step,
-                    "steps": k,
-                    "sw": sliced_wasserstein(x, held_out),
-                    "ed": energy_distance(x, held_out),
-                }
-            )
-            if progress:
-                print(f"flow-vs-ddpm: {label} NFE {k * per_step}: SW {rows[-1]['sw']:.4f}")
+    for (label, model, sampler, per_step), nfe, k in _equal_nfe(METHODS, st["nfes"]):
+        x = _draw(runs[model], sampler, k, n)
+        rows.append(
+            {
+                "method": label,
+                "nfe_budget": nfe,
+                "nfe": k * per_step,
+                "steps": k,
+                "sw": sliced_wasserstein(x, held_out),
+                "ed": energy_distance(x, held_out),
+            }
+        )
+        if progress:
+            print(f"flow-vs-ddpm: {label} NFE {k * per_step}: SW {rows[-1]['sw']:.4f}")
     nll = {}
     for model in ("fm", "reflow"):
         pts = held_out[: st["nll_n"]].float()  # float32: the time embedding is float32
         log_p, _ = ode_log_likelihood(ode_velocity(runs[model]), pts, steps=50)
         nll[model] = -log_p.double().mean().item()
-    elapsed = time.perf_counter() - started
     result = {
         "rows": rows,
         "floor": floor,
         "nll_nats": nll,
         "train_seconds": seconds,
-        "seconds": elapsed,
+        "seconds": time.perf_counter() - started,
         "budget": budget,
     }
     _plot(rows, floor, out / "sw_vs_nfe.png")
@@ -156,28 +140,20 @@ def flow_vs_ddpm(budget: str, runs_root: Path, results_root: Path, progress: boo
 
 
 def _plot(rows: list[dict], floor: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label in dict.fromkeys(r["method"] for r in rows):
-        pts = [(r["nfe"], r["sw"]) for r in rows if r["method"] == label]
-        style = "-" if label.startswith(("FM", "reflow")) else "--"
-        ax.plot(*zip(*pts, strict=True), style, marker="o", label=label)
-    ax.axhline(floor["sw"], color="grey", lw=0.8, label="train vs test data")
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="network evaluations (NFE)",
-        ylabel="sliced Wasserstein to held-out data",
-        title="two moons: samples at equal NFE",
-    )
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, figsize=(7, 4.5), dpi=110) as ax:
+        for label in dict.fromkeys(r["method"] for r in rows):
+            pts = [(r["nfe"], r["sw"]) for r in rows if r["method"] == label]
+            style = "-" if label.startswith(("FM", "reflow")) else "--"
+            ax.plot(*zip(*pts, strict=True), style, marker="o", label=label)
+        ax.axhline(floor["sw"], color="grey", lw=0.8, label="train vs test data")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="network evaluations (NFE)",
+            ylabel="sliced Wasserstein to held-out data",
+            title="two moons: samples at equal NFE",
+        )
+        ax.legend(fontsize=7)
 
 
 def _nfe_table(rows: list[dict], cell) -> list[str]:
@@ -228,34 +204,28 @@ def _page(result: dict, st: dict, out: Path, command: str) -> Path:
     return write_page(out, lines, result)
 
 
-def _fmnist_settings(budget: str) -> dict:
-    if budget == "small":  # a tiny U-Net for seconds: the plumbing, not the numbers
-        return {
-            "overrides": [
-                "model.base_channels=8",
-                "model.channel_mult=[1,2]",
-                "model.attention_levels=[1]",
-                "model.num_res_blocks=1",
-                "model.num_heads=2",
-                "sample.n=8",
-                "train.sample_every=0",
-            ],
-            "steps": 20,
-            "n": 32,
-            "nfes": (1, 4),
-            "bpd_n": 4,
-            "bpd_steps": (2,),
-        }
-    if budget == "full":  # the pixel DDPM's budget: 1493 steps = its 10 minutes
-        return {
-            "overrides": [],
-            "steps": 1493,
-            "n": 300,
-            "nfes": (1, 2, 5, 10, 20, 50),
-            "bpd_n": 100,
-            "bpd_steps": (5, 10, 20, 50, 100),
-        }
-    raise DifusionError(f"unknown --budget {budget!r}; choose small or full")
+_TINY_UNET = [  # seconds: the plumbing, not the numbers
+    "model.base_channels=8",
+    "model.channel_mult=[1,2]",
+    "model.attention_levels=[1]",
+    "model.num_res_blocks=1",
+    "model.num_heads=2",
+    "sample.n=8",
+    "train.sample_every=0",
+]
+# Fashion-MNIST: overrides and training steps of the flow run (full: the pixel DDPM's budget, 1493
+# steps = its 10 minutes), samples, NFE budgets, test images and RK4 steps of the bits/dim
+FMNIST_SETTINGS = {
+    "small": dict(overrides=_TINY_UNET, steps=20, n=32, nfes=(1, 4), bpd_n=4, bpd_steps=(2,)),
+    "full": dict(
+        overrides=[],
+        steps=1493,
+        n=300,
+        nfes=(1, 2, 5, 10, 20, 50),
+        bpd_n=100,
+        bpd_steps=(5, 10, 20, 50, 100),
+    ),
+}
 
 
 def flow_fmnist(budget: str, runs_root: Path, results_root: Path, progress: bool = True) -> Path:
@@ -263,17 +233,16 @@ def flow_fmnist(budget: str, runs_root: Path, results_root: Path, progress: bool
     (same U-Net, same steps) at equal NFE by domain FID on 300 samples; ODE bits/dim of the flow."""
     from difusion.data import load_dataset
     from difusion.diffusion.likelihood_ode import bits_per_dim, dequantize, ode_log_likelihood
-    from difusion.evaluation import evaluate
+    from difusion.evaluation import evaluate, load_samples
     from difusion.metrics.nll_ode import ode_velocity
     from difusion.runs import load_run, samples_for_eval
     from difusion.training.distributed import default_device
 
     device = default_device()
 
-    st = _fmnist_settings(budget)
+    st = for_budget(budget, FMNIST_SETTINGS)
     tag = "-small" if budget == "small" else ""
     out = results_root / f"flow-fmnist{tag}"
-    out.mkdir(parents=True, exist_ok=True)
     fm_dir = runs_root / "flow" / f"fm-fmnist{tag}"
     started = time.perf_counter()
     _train(
@@ -290,29 +259,26 @@ def flow_fmnist(budget: str, runs_root: Path, results_root: Path, progress: bool
         r = evaluate(images.float().clamp(-1, 1), None, metrics=("fid",), progress=False)
         return r.metrics["fid_domain"]
 
-    for label, sampler, per_step in (
+    methods = [
         ("FM + fm-euler", "fm-euler", 1),
         ("FM + fm-heun", "fm-heun", 2),
         ("FM + ddim (adapter)", "ddim", 1),
-    ):
-        for nfe in st["nfes"]:
-            k = nfe // per_step
-            if k < 1:
-                continue
-            t0 = time.perf_counter()
-            x = _draw(fm, sampler, k, st["n"], seed=0, device=device)
-            secs = time.perf_counter() - t0
-            rows.append(
-                {
-                    "method": label,
-                    "nfe_budget": nfe,
-                    "nfe": k * per_step,
-                    "fid_domain": score(x),
-                    "sampling_s": round(secs, 1),
-                }
-            )
-            if progress:
-                print(f"flow-fmnist: {label} NFE {k * per_step}: FID {rows[-1]['fid_domain']:.2f}")
+    ]
+    for (label, sampler, per_step), nfe, k in _equal_nfe(methods, st["nfes"]):
+        t0 = time.perf_counter()
+        x = _draw(fm, sampler, k, st["n"], seed=0, device=device)
+        secs = time.perf_counter() - t0
+        rows.append(
+            {
+                "method": label,
+                "nfe_budget": nfe,
+                "nfe": k * per_step,
+                "fid_domain": score(x),
+                "sampling_s": round(secs, 1),
+            }
+        )
+        if progress:
+            print(f"flow-fmnist: {label} NFE {k * per_step}: FID {rows[-1]['fid_domain']:.2f}")
     if finished(ddpm_dir) and budget == "full":
         for nfe in st["nfes"]:
             npz, _ = samples_for_eval(
@@ -324,7 +290,7 @@ def flow_fmnist(budget: str, runs_root: Path, results_root: Path, progress: bool
                 progress=False,
                 device=device,
             )
-            images = torch.from_numpy(np.load(npz)["images"])
+            images, _, _ = load_samples(npz)
             rows.append(
                 {
                     "method": "DDPM + ddim",

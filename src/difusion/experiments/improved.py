@@ -9,36 +9,34 @@ learned variances, and min-SNR weighting, each a small grid of Fashion-MNIST run
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from difusion.errors import DifusionError
+from difusion.experiments.ddpm import TINY
 from difusion.experiments.spec import EvalSpec, Experiment, RunSpec
 
 # A smaller U-Net than the default preset, so a short budget trains it further; every row of an
 # experiment has the same network and the same number of optimizer steps (equal compute: the
 # losses cost the same forward and backward pass; a wall-clock budget is unfair on a shared CPU).
 _NET = ["model.base_channels=16", "train.sample_every=0", "sample.n=16", "sample.steps=50"]
-_TINY = [
-    "model.base_channels=8",
-    "model.num_res_blocks=1",
-    "model.attention_levels=[]",
-    "train.sample_every=0",
-    "sample.n=8",
-    "sample.steps=10",
-    "diffusion.T=100",
-]
+_TINY = [*TINY, "sample.n=8", "sample.steps=10", "diffusion.T=100"]
 _LEARNED = ["diffusion.learn_sigma=true", "diffusion.variance=learned"]
+_NOTES = (
+    "Whether the papers' orderings held, with the spread over seeds where rows are close: "
+    "docs/improved.md, section Experiments."
+)
 
 
-def _budget(budget: str):
+def _budget(budget: str) -> tuple[list[str], list[str], EvalSpec]:
+    """(network, training length, scoring) of the runs at ``budget``."""
     if budget == "small":
-        return _TINY, ["train.steps=30"], dict(n=64, steps=10, n_reference=300, nll_images=8)
+        ev = EvalSpec(n=64, steps=10, metrics=("fid", "pr"), n_reference=300, nll_images=8)
+        return _TINY, ["train.steps=30"], ev
     if budget == "full":
         # Equal optimizer steps, not equal minutes: on a shared machine a time budget buys each
         # run a different number of steps (one run here got 91 steps in 2 minutes, another 681).
-        return (
-            _NET,
-            ["train.steps=600", "train.minutes=null"],
-            dict(n=300, steps=100, n_reference=None, nll_images=32),
-        )
+        ev = EvalSpec(n=300, steps=100, metrics=("fid", "pr"), nll_images=32)
+        return _NET, ["train.steps=600", "train.minutes=null"], ev
     raise DifusionError(f"unknown --budget {budget!r}; choose small or full")
 
 
@@ -48,27 +46,18 @@ def _run_name(budget: str, overrides: list[str]) -> str:
     return f"improved{'-small' if budget == 'small' else ''}/{slug}"
 
 
-def _experiment(name, budget, title, description, rows, notes="", x_label="") -> Experiment:
-    net, time_budget, ev = _budget(budget)
-    runs = []
-    for label, overrides, *rest in rows:
-        spec_ev = EvalSpec(**ev, metrics=("fid", "pr"), **(rest[0] if rest else {}))
-        runs.append(
-            RunSpec(
-                label,
-                "ddpm-fmnist",
-                [*net, *time_budget, *overrides],
-                run=_run_name(budget, overrides),
-                evaluation=spec_ev,
-            )
-        )
-    suffix = "-small" if budget == "small" else ""
-    notes = notes or (
-        "Whether the papers' orderings held, with the spread over seeds where rows are close: "
-        "docs/improved.md, section Experiments."
-    )
+def _runs(budget: str, rows: list[tuple[str, list[str]]]) -> list[RunSpec]:
+    """A run per (label, overrides) at the budget's network and length, scored alike."""
+    net, length, ev = _budget(budget)
+    return [
+        RunSpec(label, "ddpm-fmnist", [*net, *length, *o], run=_run_name(budget, o), evaluation=ev)
+        for label, o in rows
+    ]
+
+
+def _experiment(name, budget, title, description, runs, notes=_NOTES, x_label="") -> Experiment:
     return Experiment(
-        name=name + suffix,
+        name=name + ("-small" if budget == "small" else ""),
         title=title,
         description=description,
         runs=runs,
@@ -79,22 +68,32 @@ def _experiment(name, budget, title, description, rows, notes="", x_label="") ->
     )
 
 
+# the most informative first: an interrupted run still answers improved DDPM
+LOSSES = [
+    ("eps, L_simple, fixed beta", []),
+    ("eps, L_hybrid, learned", ["diffusion.loss=hybrid", *_LEARNED]),
+    (
+        "eps, L_vlb + importance sampling, learned",
+        ["diffusion.loss=vlb", "diffusion.importance_sampling=true", *_LEARNED],
+    ),
+    ("eps, L_vlb, learned", ["diffusion.loss=vlb", *_LEARNED]),
+    ("eps, L_vlb, fixed beta", ["diffusion.loss=vlb"]),
+    ("x0, L_simple, fixed beta", ["diffusion.prediction=x0"]),
+    ("mu, ||mu - mu_theta||^2, fixed beta", ["diffusion.prediction=mu"]),
+    ("mu, L_vlb, fixed beta", ["diffusion.prediction=mu", "diffusion.loss=vlb"]),
+]
+# cosine is the default: those rows share the runs of improved-losses
+SCHEDULES = [
+    ("linear, L_simple", ["diffusion.schedule=linear"]),
+    ("cosine, L_simple", []),
+    ("linear, L_hybrid", ["diffusion.schedule=linear", "diffusion.loss=hybrid", *_LEARNED]),
+    ("cosine, L_hybrid", ["diffusion.loss=hybrid", *_LEARNED]),
+]
+
+
 def losses(budget: str) -> Experiment:
     """Ho et al. Table 2 (what to predict, which loss, fixed or learned Sigma) and improved DDPM's
     L_simple / L_hybrid / L_vlb (+ importance sampling), at one budget each."""
-    rows = [  # the most informative first: an interrupted run still answers improved DDPM
-        ("eps, L_simple, fixed beta", []),
-        ("eps, L_hybrid, learned", ["diffusion.loss=hybrid", *_LEARNED]),
-        (
-            "eps, L_vlb + importance sampling, learned",
-            ["diffusion.loss=vlb", "diffusion.importance_sampling=true", *_LEARNED],
-        ),
-        ("eps, L_vlb, learned", ["diffusion.loss=vlb", *_LEARNED]),
-        ("eps, L_vlb, fixed beta", ["diffusion.loss=vlb"]),
-        ("x0, L_simple, fixed beta", ["diffusion.prediction=x0"]),
-        ("mu, ||mu - mu_theta||^2, fixed beta", ["diffusion.prediction=mu"]),
-        ("mu, L_vlb, fixed beta", ["diffusion.prediction=mu", "diffusion.loss=vlb"]),
-    ]
     return _experiment(
         "improved-losses",
         budget,
@@ -102,53 +101,44 @@ def losses(budget: str) -> Experiment:
         "Each row is a Fashion-MNIST run of the same U-Net for the same 600 optimizer steps; FID-FMNIST "
         "from ancestral sampling on a respaced grid with the run's own variance, and the bound in "
         "bits/dim (all T terms) on test images.",
-        rows,
+        _runs(budget, LOSSES),
     )
 
 
 def schedules(budget: str) -> Experiment:
-    rows = [  # cosine is the default: those rows share the runs of improved-losses
-        ("linear, L_simple", ["diffusion.schedule=linear"]),
-        ("cosine, L_simple", []),
-        ("linear, L_hybrid", ["diffusion.schedule=linear", "diffusion.loss=hybrid", *_LEARNED]),
-        ("cosine, L_hybrid", ["diffusion.loss=hybrid", *_LEARNED]),
-    ]
     return _experiment(
         "improved-schedules",
         budget,
         "Linear against cosine schedule (Nichol & Dhariwal Sec. 3.2)",
         "Same network and budget; FID-FMNIST and the bound in bits/dim. See the alpha_bar plot in "
         "docs/improved.md for why the linear schedule wastes its last steps on 28x28 images.",
-        rows,
+        _runs(budget, SCHEDULES),
     )
 
 
 def sigma_steps(budget: str) -> Experiment:
-    """One L_hybrid run sampled with 25 / 50 / 100 respaced steps and three variances."""
-    net, time_budget, ev = _budget(budget)
-    changes = ["diffusion.loss=hybrid", *_LEARNED]
-    overrides = [*net, *time_budget, *changes]
-    steps = [25, 100] if budget == "full" else [5, 10]
-    runs = []
-    for variance in ("learned", "beta", "beta_tilde"):
-        for s in steps:
-            e = EvalSpec(
-                n=ev["n"], steps=s, metrics=("fid", "pr"), n_reference=ev["n_reference"],
-                variance=variance,
-            )  # fmt: skip
-            runs.append(
-                RunSpec(f"{variance} S={s}", "ddpm-fmnist", overrides, s,
-                        _run_name(budget, changes), variance, e)
-            )  # fmt: skip
-    return Experiment(
-        name="improved-sigma" + ("-small" if budget == "small" else ""),
-        title="Learned against fixed Sigma when sampling with few respaced steps",
-        description="One model trained with L_hybrid (learned variances), sampled by ancestral "
+    """One L_hybrid run sampled with few respaced steps and three variances."""
+    (run,) = _runs(budget, [("", ["diffusion.loss=hybrid", *_LEARNED])])
+    runs = [
+        replace(
+            run,
+            label=f"{variance} S={s}",
+            x=s,
+            group=variance,
+            evaluation=replace(run.evaluation, steps=s, variance=variance, nll_images=0),
+        )
+        for variance in ("learned", "beta", "beta_tilde")
+        for s in ([25, 100] if budget == "full" else [5, 10])
+    ]
+    return _experiment(
+        "improved-sigma",
+        budget,
+        "Learned against fixed Sigma when sampling with few respaced steps",
+        "One model trained with L_hybrid (learned variances), sampled by ancestral "
         "DDPM on respaced grids with its learned Sigma or with a fixed beta / beta-tilde.",
-        runs=runs,
-        evaluation=EvalSpec(),
+        runs,
+        notes="",
         x_label="sampling steps",
-        command=f"difusion experiment improved-sigma --budget {budget}",
     )
 
 
@@ -156,40 +146,34 @@ def min_snr(budget: str) -> Experiment:
     """Min-SNR-5 against uniform weighting: FID against training steps, with v prediction (the
     paper's weight on the v error is min(SNR, 5) / (SNR + 1))."""
     net, _, ev = _budget(budget)
-    budgets = [300, 900] if budget == "full" else [10, 20]
-    runs = []
-    for weighting in ("uniform", "min-snr"):
-        for pred in ("v",):
-            for m in budgets:
-                e = EvalSpec(n=ev["n"], steps=ev["steps"], metrics=("fid", "pr"),
-                             n_reference=ev["n_reference"])  # fmt: skip
-                runs.append(
-                    RunSpec(
-                        f"{pred} {weighting} {m} steps",
-                        "ddpm-fmnist",
-                        [
-                            *net,
-                            f"train.steps={m}",
-                            "train.minutes=null",
-                            f"diffusion.weighting={weighting}",
-                            f"diffusion.prediction={pred}",
-                        ],  # fmt: skip
-                        m,
-                        group=f"{pred} {weighting}",
-                        evaluation=e,
-                    )
-                )
-    return Experiment(
-        name="min-snr" + ("-small" if budget == "small" else ""),
-        title="Min-SNR-5 weighting against uniform weighting (Hang et al. 2023)",
-        description="FID-FMNIST against training steps; each point is its own run with its "
+    runs = [
+        RunSpec(
+            f"v {weighting} {m} steps",
+            "ddpm-fmnist",
+            [
+                *net,
+                f"train.steps={m}",
+                "train.minutes=null",
+                f"diffusion.weighting={weighting}",
+                "diffusion.prediction=v",
+            ],
+            m,
+            group=f"v {weighting}",
+            evaluation=replace(ev, nll_images=0),
+        )
+        for weighting in ("uniform", "min-snr")
+        for m in ([300, 900] if budget == "full" else [10, 20])
+    ]
+    return _experiment(
+        "min-snr",
+        budget,
+        "Min-SNR-5 weighting against uniform weighting (Hang et al. 2023)",
+        "FID-FMNIST against training steps; each point is its own run with its "
         "learning-rate schedule planned for that budget.",
-        runs=runs,
-        evaluation=EvalSpec(),
-        x_label="training steps",
-        command=f"difusion experiment min-snr --budget {budget}",
+        runs,
         notes="Whether the paper's ordering held, with the spread over seeds: docs/improved.md, "
         "section Experiments.",
+        x_label="training steps",
     )
 
 
@@ -202,33 +186,25 @@ def _seeded(rows: list[tuple], seeds=SEEDS) -> list[tuple]:
 
 def losses_seeds(budget: str) -> Experiment:
     """The close pair of improved-losses (L_simple against L_hybrid) again with seeds 1 and 2."""
-    rows = [
-        ("eps, L_simple, fixed beta", []),
-        ("eps, L_hybrid, learned", ["diffusion.loss=hybrid", *_LEARNED]),
-    ]
     return _experiment(
         "improved-losses-seeds",
         budget,
         "L_simple against L_hybrid: the spread over training seeds",
         "The two close rows of improved-losses, trained again with train.seed = 1 and 2 (seed 0 is "
         "on that page); same network, steps and scoring.",
-        _seeded(rows),
+        _runs(budget, _seeded(LOSSES[:2])),
     )
 
 
 def schedules_seeds(budget: str) -> Experiment:
     """The linear-schedule rows of improved-schedules again with seeds 1 and 2."""
-    rows = [
-        ("linear, L_simple", ["diffusion.schedule=linear"]),
-        ("linear, L_hybrid", ["diffusion.schedule=linear", "diffusion.loss=hybrid", *_LEARNED]),
-    ]
     return _experiment(
         "improved-schedules-seeds",
         budget,
         "Linear schedule: the spread over training seeds",
         "The linear rows of improved-schedules with train.seed = 1 and 2; the cosine rows with "
         "these seeds are on the improved-losses-seeds page.",
-        _seeded(rows),
+        _runs(budget, _seeded(SCHEDULES[::2])),
     )
 
 
@@ -236,15 +212,8 @@ def min_snr_seeds(budget: str) -> Experiment:
     """min-snr's longest budget again with seeds 1 and 2."""
     exp = min_snr(budget)
     last = max(s.x for s in exp.runs)
-    runs = [
-        RunSpec(
-            f"{s.label}, seed {seed}",
-            s.preset,
-            [*s.overrides, f"train.seed={seed}"],
-            s.x,
-            group=s.group,
-            evaluation=s.evaluation,
-        )
+    exp.runs = [
+        replace(s, label=f"{s.label}, seed {seed}", overrides=[*s.overrides, f"train.seed={seed}"])
         for seed in SEEDS
         for s in exp.runs
         if s.x == last
@@ -253,7 +222,6 @@ def min_snr_seeds(budget: str) -> Experiment:
     exp.title = "Min-SNR-5 against uniform weighting: the spread over training seeds"
     exp.description = f"The {last:g}-step rows of min-snr with train.seed = 1 and 2."
     exp.command = exp.command.replace("min-snr", "min-snr-seeds")
-    exp.runs = runs
     return exp
 
 

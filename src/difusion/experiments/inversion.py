@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from difusion.errors import DifusionError
-from difusion.experiments.page import write_page
+from difusion.experiments.ddpm import LC_10
+from difusion.experiments.page import figure, write_page
 from difusion.experiments.training import finished
 
 
@@ -17,17 +18,11 @@ def run_inversion(
     run_dir: Path, out_dir: Path, steps: list[int], n: int, command: str, progress: bool = True
 ) -> Path:
     """Invert ``n`` test images of the run's dataset at each step count and write the page."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
     from difusion.data import load_dataset
     from difusion.runs import load_run
     from difusion.sampling import PerImageNoise, invert_ddim, sample_ddim, sample_inpaint, slerp
     from difusion.sampling.pipeline import SampleSettings
-    from difusion.viz.grid import default_scale, make_grid
+    from difusion.viz import save_grid
 
     if not finished(run_dir):
         raise DifusionError(f"{run_dir} is not a finished run; train it first")
@@ -61,17 +56,15 @@ def run_inversion(
         recon[s] = x_rec[:8]
         if progress:
             print(f"inversion: {s} steps, MSE {rows[-1]['mse']:.4f}")
-    scale = default_scale(x0)
     # Reconstructions: originals on top, then one row per step count.
-    grid = make_grid(torch.cat([x0[:8], *recon.values()]), nrow=8, scale=scale)
-    Image.fromarray(grid).save(out_dir / "reconstructions.png")
+    save_grid(torch.cat([x0[:8], *recon.values()]), out_dir / "reconstructions.png", nrow=8)
     # Interpolation: invert two images, slerp between their latents, decode (DDIM Sec. 5.3).
     ts = ddim_grid(max(steps))
     pair = invert_ddim(den, run.path, x0[:2], ts)
     alphas = torch.linspace(0, 1, 8)
     z = torch.cat([slerp(pair[:1], pair[1:], a.item()) for a in alphas])
     strip = sample_ddim(den, run.path, z, ts).clamp(-1, 1)
-    Image.fromarray(make_grid(strip, nrow=8, scale=scale)).save(out_dir / "interpolation.png")
+    save_grid(strip, out_dir / "interpolation.png", nrow=8)
     # Inpainting: the bottom half of 8 test images is unknown (RePaint resampling 1 and 5).
     mask = torch.ones_like(x0[:8])
     mask[..., x0.shape[-2] // 2 :, :] = 0
@@ -89,24 +82,19 @@ def run_inversion(
             noise=noise.randn,
         )
         pics.append(x.clamp(-1, 1))
-    Image.fromarray(make_grid(torch.cat(pics), nrow=8, scale=scale)).save(
-        out_dir / "inpainting.png"
-    )
-    fig, ax = plt.subplots(figsize=(4.2, 3), dpi=110)
-    ax.errorbar(
-        [r["steps"] for r in rows],
-        [r["mse"] for r in rows],
-        yerr=[r["mse_se"] for r in rows],
-        fmt="o-",
-    )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("DDIM steps (each way)")
-    ax.set_ylabel("reconstruction MSE")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out_dir / "mse.png")
-    plt.close(fig)
+    save_grid(torch.cat(pics), out_dir / "inpainting.png", nrow=8)
+    with figure(out_dir / "mse.png", figsize=(4.2, 3), dpi=110) as ax:
+        ax.errorbar(
+            [r["steps"] for r in rows],
+            [r["mse"] for r in rows],
+            yerr=[r["mse_se"] for r in rows],
+            fmt="o-",
+        )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("DDIM steps (each way)")
+        ax.set_ylabel("reconstruction MSE")
+        ax.grid(alpha=0.3)
     lines = [
         "# DDIM inversion: reconstruction against the number of steps",
         "",
@@ -147,20 +135,14 @@ def run_inversion(
     return write_page(out_dir, lines, rows)
 
 
-def inversion_settings(budget: str) -> tuple[str, list[int], int]:
-    """(run folder under the runs root, step counts, images) for a budget."""
-    if budget == "small":
-        return "sampler-table-small/model", [5, 10], 8
-    if budget == "full":
-        return "learning-curve/10min", [10, 20, 50, 100], 64
-    raise DifusionError(f"unknown --budget {budget!r}; choose small or full")
-
-
-__all__ = ["inversion_settings", "run_inversion"]
-
-
 def _inversion(budget: str, runs_root: Path, results_root: Path, progress: bool = True) -> Path:
-    folder, steps, n = inversion_settings(budget)
+    """Invert test images with the sampler table's model (small) or the 10-minute DDPM (full)."""
+    if budget == "small":
+        folder, steps, n = "sampler-table-small/model", [5, 10], 8
+    elif budget == "full":
+        folder, steps, n = LC_10, [10, 20, 50, 100], 64
+    else:
+        raise DifusionError(f"unknown --budget {budget!r}; choose small or full")
     out = results_root / ("inversion" + ("-small" if budget == "small" else ""))
     command = f"difusion experiment inversion --budget {budget}"
     return run_inversion(runs_root / folder, out, steps, n, command, progress)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from difusion.errors import DifusionError
-from difusion.experiments.ddpm import LC_10, LC_FULL
+from difusion.experiments.ddpm import LC_10, LC_FULL, TINY
 from difusion.experiments.runner import run_experiment
 from difusion.experiments.spec import EvalSpec, Experiment, RunSpec
 from difusion.experiments.training import train_run
@@ -24,8 +24,7 @@ def _settings(budget: str):
     if budget == "small":
         ae = ["train.steps=40", "train.minutes=null", "autoencoder.eval_n=100",
               "autoencoder.iwae_k=2", "autoencoder.channels=[8,16]"]  # fmt: skip
-        tiny = ["model.base_channels=8", "model.num_res_blocks=1", "model.attention_levels=[]",
-                "train.sample_every=0", "sample.n=8", "sample.steps=5"]  # fmt: skip
+        tiny = [*TINY, "sample.n=8", "sample.steps=5"]
         pixel = RunSpec("pixel DDPM", "ddpm-fmnist", [*tiny, "train.steps=20"],
                         run="latent-vs-pixel-small/pixel")  # fmt: skip
         latent = [*tiny, "train.steps=20"]

@@ -4,6 +4,7 @@ results.json (the raw rows)."""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 from difusion.experiments.spec import Experiment
@@ -18,6 +19,25 @@ def machine() -> str:
     if torch.cuda.is_available():
         return f"one {torch.cuda.get_device_name()} GPU"
     return f"{os.cpu_count()} CPU cores"
+
+
+@contextmanager
+def figure(path: Path, **subplots):
+    """The axes of ``plt.subplots(**subplots)`` (Agg backend); on leaving the block the figure is
+    laid out tight, saved to ``path`` and closed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(**subplots)
+    try:
+        yield axes
+        fig.tight_layout()
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
 
 
 def write_page(out_dir: Path, lines: list[str], results=None) -> Path:
@@ -71,31 +91,24 @@ def write_results(exp: Experiment, rows: list[dict], out_dir: Path, done: bool =
 
 def _plot_metrics(exp: Experiment, rows: list[dict], keys: list[str], grouped: bool, out: Path):
     """One panel per metric against x, a line per group (log x when grouped)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     cols = min(4, len(keys))
     nrows = -(-len(keys) // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.8 * nrows), dpi=110, squeeze=False)
-    for ax in axes.flat[len(keys) :]:
-        ax.axis("off")
-    for ax, k in zip(axes.flat, keys, strict=False):
-        for group in dict.fromkeys(r.get("group") for r in rows):
-            sel = [r for r in rows if r.get("group") == group]
-            ax.plot([r["x"] for r in sel], [r.get(k, float("nan")) for r in sel], "o-", label=group)
+    size = (3.2 * cols, 2.8 * nrows)
+    with figure(out, nrows=nrows, ncols=cols, figsize=size, dpi=110, squeeze=False) as axes:
+        for ax in axes.flat[len(keys) :]:
+            ax.axis("off")
+        for ax, k in zip(axes.flat, keys, strict=False):
+            for group in dict.fromkeys(r.get("group") for r in rows):
+                sel = [r for r in rows if r.get("group") == group]
+                ys = [r.get(k, float("nan")) for r in sel]
+                ax.plot([r["x"] for r in sel], ys, "o-", label=group)
+            if grouped:
+                ax.set_xscale("log")
+            ax.set_xlabel(exp.x_label)
+            ax.set_title(k)
+            ax.grid(alpha=0.3)
         if grouped:
-            ax.set_xscale("log")
-        ax.set_xlabel(exp.x_label)
-        ax.set_title(k)
-        ax.grid(alpha=0.3)
-    if grouped:
-        axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
+            axes[0][0].legend(fontsize=7)
 
 
 def _pivot_tables(exp: Experiment, rows: list[dict], keys: list[str]) -> list[str]:

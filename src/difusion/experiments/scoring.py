@@ -44,7 +44,9 @@ def score_images(
             )
             write_json(r, out)
             found, setup = r.metrics, r.setup
-        row.update(_named(found, feats))
+        # precision and recall depend on the feature network too: named after it, as FID and KID
+        # already are, so two feature networks in one row do not overwrite each other
+        row |= {f"{k}_{feats}" if k in ("precision", "recall") else k: v for k, v in found.items()}
         row["setup_" + feats] = setup
     return row
 
@@ -54,6 +56,7 @@ def score_run(run_dir: Path, ev: EvalSpec, device, progress: bool) -> dict:
     the row's sampler, steps, sampling seconds, metrics and (``ev.nll_images``) bits/dim."""
     from difusion.data.latents import image_dataset_of
     from difusion.evaluation import load_samples
+    from difusion.metrics.nll import run_nll, write_nll
     from difusion.runs import samples_for_eval
 
     samples_path, run = samples_for_eval(
@@ -84,25 +87,12 @@ def score_run(run_dir: Path, ev: EvalSpec, device, progress: bool) -> dict:
         device=device,
         progress=progress,
     )
-    if ev.nll_images:
-        row |= _nll(run, ev.nll_images, device, progress)
+    if ev.nll_images:  # the run's bound in bits/dim on test images (its own variance), once
+        out = run.run_dir / f"nll-n{ev.nll_images}.json"
+        if out.exists():
+            nll = json.loads(out.read_text())
+        else:
+            nll = run_nll(run, n=ev.nll_images, device=device, progress=progress)
+            write_nll(nll, out)
+        row |= {"bits_per_dim": nll["bits_per_dim"], "bpd_se": nll["standard_error"]}
     return row
-
-
-def _nll(run, n: int, device, progress: bool) -> dict:
-    """The run's bound in bits/dim on n test images (with its own variance), computed once."""
-    from difusion.metrics.nll import run_nll, write_nll
-
-    out = run.run_dir / f"nll-n{n}.json"
-    if out.exists():
-        result = json.loads(out.read_text())
-    else:
-        result = run_nll(run, n=n, device=device, progress=progress)
-        write_nll(result, out)
-    return {"bits_per_dim": result["bits_per_dim"], "bpd_se": result["standard_error"]}
-
-
-def _named(metrics: dict, features: str) -> dict:
-    """Precision and recall depend on the feature network too: name them after it, as FID and KID
-    already are, so two feature networks in one row do not overwrite each other."""
-    return {f"{k}_{features}" if k in ("precision", "recall") else k: v for k, v in metrics.items()}

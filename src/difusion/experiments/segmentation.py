@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from difusion.errors import DifusionError
-from difusion.experiments.page import machine, write_page
+from difusion.experiments.page import figure, machine, write_page
+from difusion.experiments.spec import for_budget
 from difusion.experiments.training import train_run
 
 # Training steps of one run, seeds per setting, training-set sizes and extra overrides, by budget.
@@ -44,14 +44,8 @@ BUDGETS = {
 }
 
 
-def _budget(budget: str) -> dict:
-    if budget not in BUDGETS:
-        raise DifusionError(f"unknown --budget {budget!r}; choose small or full")
-    return BUDGETS[budget]
-
-
-def _scores(run_dir: Path, name: str = "scores.json") -> dict:
-    return json.loads((run_dir / name).read_text())
+def _scores(run_dir: Path) -> dict:
+    return json.loads((run_dir / "scores.json").read_text())
 
 
 def _minutes(run_dir: Path) -> float:
@@ -77,30 +71,20 @@ def _fmt(x: float) -> str:
     return "n/a" if x != x else f"{x:.3f}"
 
 
-def _bar_plot(groups: dict[str, list[float]], labels: list[str], ylabel: str, out: Path) -> Path:
+def _bar_plot(groups: dict[str, list[float]], labels: list[str], ylabel: str, out: Path) -> None:
     """Grouped bars: one group per key of ``groups`` (values per label); the dots are seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
     width = 0.8 / max(len(groups), 1)
-    for k, (name, values) in enumerate(groups.items()):
-        xs = np.arange(len(labels)) + k * width
-        means = [np.mean(v) if len(v) else np.nan for v in values]
-        ax.bar(xs, means, width, label=name)
-        for x, v in zip(xs, values, strict=True):
-            ax.plot([x] * len(v), v, "k.", ms=4)
-    ax.set_xticks(np.arange(len(labels)) + width * (len(groups) - 1) / 2, labels)
-    ax.set_ylabel(ylabel)
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    with figure(out, figsize=(6, 3.5), dpi=100) as ax:
+        for k, (name, values) in enumerate(groups.items()):
+            xs = np.arange(len(labels)) + k * width
+            means = [np.mean(v) if len(v) else np.nan for v in values]
+            ax.bar(xs, means, width, label=name)
+            for x, v in zip(xs, values, strict=True):
+                ax.plot([x] * len(v), v, "k.", ms=4)
+        ax.set_xticks(np.arange(len(labels)) + width * (len(groups) - 1) / 2, labels)
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8)
 
 
 def _common(b: dict, seed: int) -> list[str]:
@@ -115,7 +99,7 @@ def _common(b: dict, seed: int) -> list[str]:
 def weight_map_experiment(budget: str, runs_root: Path, results_root: Path, progress: bool) -> Path:
     """With and without the border term of Eq. 2 (w0 = 10 vs class balancing alone): the share of
     touching pairs separated and instance AP at IoU 0.5, instances by connected components."""
-    b = _budget(budget)
+    b = for_budget(budget, BUDGETS)
     t_start = time.perf_counter()
     rows = []
     for seed in b["seeds"]:  # seed by seed, so an interrupted experiment has pairs to show
@@ -143,14 +127,10 @@ def weight_map_experiment(budget: str, runs_root: Path, results_root: Path, prog
         f"| {_fmt(otsu['ap50'])} | {_fmt(otsu['separated_share'])} | - | - |"
     )
     groups = {
-        "with weight map": [
-            [r[4]["unet"]["ap50"] for r in rows if r[0]],
-            [r[4]["unet"]["separated_share"] for r in rows if r[0]],
-        ],
-        "without": [
-            [r[4]["unet"]["ap50"] for r in rows if not r[0]],
-            [r[4]["unet"]["separated_share"] for r in rows if not r[0]],
-        ],
+        name: [
+            [r[4]["unet"][k] for r in rows if r[0] == use_map] for k in ("ap50", "separated_share")
+        ]
+        for name, use_map in (("with weight map", True), ("without", False))
     }
     _bar_plot(groups, ["AP@0.5", "pairs separated"], "share", out / "weight_map.png")
     minutes = (time.perf_counter() - t_start) / 60
@@ -179,7 +159,7 @@ def weight_map_experiment(budget: str, runs_root: Path, results_root: Path, prog
 def elastic_experiment(budget: str, runs_root: Path, results_root: Path, progress: bool) -> Path:
     """With and without elastic deformation (flips, rotations and grey values stay on) when
     training on 5, 20 or 100 synthetic images."""
-    b = _budget(budget)
+    b = for_budget(budget, BUDGETS)
     t_start = time.perf_counter()
     rows = []
     for n in b["n_train"]:
@@ -249,7 +229,7 @@ def real_experiment(budget: str, runs_root: Path, results_root: Path, progress: 
     from difusion.segmentation.inference import foreground_probability, save_comparison
     from difusion.segmentation.objective import load_segmentation_run
 
-    b = _budget(budget)
+    b = for_budget(budget, BUDGETS)
     t_start = time.perf_counter()
     image, truth = load_stardist_pair()  # a one-line error says how to fetch it
     rows = []
@@ -312,5 +292,3 @@ CUSTOM = {
     "seg-elastic": elastic_experiment,
     "seg-real": real_experiment,
 }
-
-__all__ = ["BUDGETS", "CUSTOM"]

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from difusion.errors import DifusionError
+
 
 @dataclass
 class EvalSpec:
@@ -57,3 +59,11 @@ class Experiment:
 
 
 Recipe = Callable[[str], Experiment]  # budget -> experiment
+
+
+def for_budget(budget: str, choices: dict):
+    """``choices[budget]``, or a one-line error that names the budgets there are."""
+    if budget not in choices:
+        *others, last = choices
+        raise DifusionError(f"unknown --budget {budget!r}; choose {', '.join(others)} or {last}")
+    return choices[budget]

@@ -28,10 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from difusion.errors import DifusionError
+from difusion.evaluation import load_samples
+from difusion.experiments.ddpm import TINY
 from difusion.experiments.page import write_results
 from difusion.experiments.scoring import score_images
-from difusion.experiments.spec import Experiment
+from difusion.experiments.spec import Experiment, for_budget
 from difusion.experiments.training import train_run
 from difusion.viz import save_grid
 
@@ -70,13 +71,7 @@ BUDGETS = {
         n=64,
         features=("domain",),
         n_reference=300,
-        ours=[
-            *_SAMPLE,
-            "model.base_channels=8",
-            "model.num_res_blocks=1",
-            "model.attention_levels=[]",
-            "sample.n=16",
-        ],
+        ours=[*_SAMPLE, *TINY, "sample.n=16"],
         widths=(32, 32, 32),
         ddim_steps=10,
         ddpm_steps=100,
@@ -129,8 +124,7 @@ def _cached_samples(folder: Path, draw) -> tuple[torch.Tensor, float]:
         images = draw()
         timing.write_text(f"{time.perf_counter() - start:.2f}\n")
         np.savez_compressed(path, images=images.numpy().astype(np.float32))
-    with np.load(path) as f:
-        images = torch.from_numpy(f["images"]).float()
+    images, _, _ = load_samples(path)
     if not (folder / "grid.png").exists():
         save_grid(images[:64], folder / "grid.png", nrow=8)
     return images, float(timing.read_text())
@@ -160,7 +154,6 @@ def _sampler_label(sampler: str, steps: int | None, sc) -> str:
 def _ours(m: float, b: Budget, root: Path, progress: bool, device, recipe=DDPM) -> dict:
     """Train (or reuse, or resume) one of our presets for m minutes, draw b.n samples with its
     sampler at b.nfe network calls, and score them."""
-    from difusion.evaluation import load_samples
     from difusion.runs import samples_for_eval
 
     prefix, preset, sampler, group = recipe
@@ -262,9 +255,7 @@ def speedrun(budget: str, runs_root: Path, results_root: Path, progress: bool = 
     docs/results/speedrun[-small]/README.md (tables, plots) and results.json."""
     from difusion.training.distributed import default_device
 
-    if budget not in BUDGETS:
-        raise DifusionError(f"unknown --budget {budget!r}; choose one of {', '.join(BUDGETS)}")
-    b = BUDGETS[budget]
+    b = for_budget(budget, BUDGETS)
     name = "speedrun" + ("" if budget in ("10min", "full") else f"-{budget}")
     root = Path(runs_root) / name
     device = default_device()

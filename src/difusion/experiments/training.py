@@ -62,8 +62,8 @@ def train_run(preset: str, overrides: list[str], run_dir: str | Path, progress: 
         if (run_dir / CHECKPOINT).exists():
             train(None, run_dir, resume=True, progress=progress)
             state = "resumed"
-        else:
-            train(load_config(preset, overrides), run_dir, progress=progress)
+        else:  # the experiment's own folder: a run killed before its first checkpoint starts over
+            train(load_config(preset, overrides), run_dir, progress=progress, overwrite=True)
             state = "trained"
         if not finished(run_dir):
             raise DifusionError(
@@ -71,11 +71,6 @@ def train_run(preset: str, overrides: list[str], run_dir: str | Path, progress: 
                 "experiment again to resume it"
             )
     return state
-
-
-def _train_quietly(preset: str, overrides: list[str], run_dir: str) -> None:
-    """One run of :func:`train_side_by_side`, in its own process."""
-    train_run(preset, overrides, Path(run_dir), progress=False)
 
 
 def train_side_by_side(runs: dict[Path, tuple[str, list[str]]], jobs: int) -> None:
@@ -89,6 +84,6 @@ def train_side_by_side(runs: dict[Path, tuple[str, list[str]]], jobs: int) -> No
         return
     # spawn, not fork: a forked child cannot use a CUDA context its parent already opened
     with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_train_quietly, p, o, d) for d, (p, o) in todo.items()]
+        futures = [pool.submit(train_run, p, o, d, False) for d, (p, o) in todo.items()]
         for f in futures:
             f.result()
