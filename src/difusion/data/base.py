@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
+
+from difusion.errors import DifusionError
 
 
 @dataclass
@@ -37,3 +40,21 @@ class Dataset:
 
     def __len__(self) -> int:
         return self.data.shape[0]
+
+
+def check_image_options(name: str, image_size: int | None, channels: int | None) -> None:
+    """Refuse an ``image_size`` that is not a positive integer and ``channels`` other than 1 or 3."""
+    if image_size is not None and (
+        isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
+    ):
+        raise DifusionError(f"{name}: image_size must be a positive integer, got {image_size!r}.")
+    if channels is not None and channels not in (1, 3):
+        raise DifusionError(f"{name}: channels must be 1 (grayscale) or 3 (RGB), got {channels!r}.")
+
+
+def pixels_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """8-bit pixels 0..255 as float32 in [-1, 1]: ``x / 255 * 2 - 1``, done in place on the copy."""
+    pixels = images.astype(np.float32)
+    pixels /= 127.5
+    pixels -= 1.0
+    return torch.from_numpy(pixels)

@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
-from difusion.data.base import Dataset
+from difusion.data.base import Dataset, pixels_to_tensor
 from difusion.data.download import cache_dir, user_data_dir
 from difusion.data.download import download as fetch
 from difusion.errors import DatasetNotFoundError, DifusionError
@@ -85,21 +85,19 @@ def _has_split(directory: Path, split: str) -> bool:
     return all((directory / name).is_file() for name in CIFAR10_FILES[split])
 
 
-def _candidates(base: Path) -> list[Path]:
-    """``base`` itself and ``base/cifar-10-batches-bin`` (the archive's own folder)."""
-    return [base, base / CIFAR10_DIRNAME]
-
-
-def candidate_dirs() -> list[Path]:
-    """The directories searched when no root is given, in order."""
-    bases = [user_data_dir("cifar10"), cache_dir("cifar10")]
-    return [d for base in bases if base is not None for d in _candidates(base)]
+def candidate_dirs(root: str | Path | None = None) -> list[Path]:
+    """The directories searched, in order: ``root`` if given, else ``$DIFUSION_DATA/cifar10`` then
+    the cache; each directly and in its ``cifar-10-batches-bin`` (the archive's own folder)."""
+    if root is not None:
+        bases = [Path(root).expanduser()]
+    else:
+        bases = [user_data_dir("cifar10"), cache_dir("cifar10")]
+    return [d for base in bases if base is not None for d in (base, base / CIFAR10_DIRNAME)]
 
 
 def find_cifar10_dir(split: str, root: str | Path | None = None) -> Path | None:
     """The first directory holding every ``.bin`` file of ``split``, or None."""
-    dirs = _candidates(Path(root).expanduser()) if root is not None else candidate_dirs()
-    return next((d for d in dirs if _has_split(d, split)), None)
+    return next((d for d in candidate_dirs(root) if _has_split(d, split)), None)
 
 
 def locate_cifar10() -> Path | None:
@@ -187,20 +185,16 @@ def load_cifar10(
         download_cifar10(root)
         directory = find_cifar10_dir(split, root)
     if directory is None:
-        searched = _candidates(Path(root).expanduser()) if root is not None else candidate_dirs()
         raise DatasetNotFoundError(
             f"cifar10: no binary batches ({', '.join(CIFAR10_FILES[split])}) in "
-            f"{', '.join(str(d) for d in searched)}. {HOW_TO_GET}"
+            f"{', '.join(str(d) for d in candidate_dirs(root))}. {HOW_TO_GET}"
         )
     parts = [read_cifar_bin(directory / name) for name in CIFAR10_FILES[split]]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
-    pixels = images.astype(np.float32)
-    pixels /= 127.5  # x / 255 * 2 - 1
-    pixels -= 1.0
     return Dataset(
         name="cifar10",
-        data=torch.from_numpy(pixels),
+        data=pixels_to_tensor(images),
         labels=torch.from_numpy(labels),
         class_names=list(CIFAR10_CLASS_NAMES),
         info={"source": "cifar10", "split": split, "location": str(directory)},

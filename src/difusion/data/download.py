@@ -1,4 +1,4 @@
-"""Checked downloads: stream to a temporary file, verify the MD5, then rename into place.
+"""Checked downloads: stream to a temporary file, verify the checksum, then rename into place.
 
 Also the two places datasets live on disk: ``$DIFUSION_DATA/<name>`` (chosen by the user) and the
 cache ``$XDG_CACHE_HOME/difusion/<name>`` (``~/.cache/difusion/<name>`` by default), where
@@ -35,9 +35,9 @@ def user_data_dir(name: str) -> Path | None:
     return Path(base).expanduser() / name if base else None
 
 
-def md5_of(path: str | Path) -> str:
-    """The hex MD5 digest of a file, read in 1 MiB chunks."""
-    digest = hashlib.md5(usedforsecurity=False)
+def file_digest(path: str | Path, algorithm: str = "md5") -> str:
+    """The hex digest (MD5, or another ``hashlib`` algorithm) of a file, read in 1 MiB chunks."""
+    digest = hashlib.new(algorithm, usedforsecurity=False)
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(CHUNK_SIZE), b""):
             digest.update(chunk)
@@ -50,17 +50,20 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(reason).split()) or type(error).__name__
 
 
-def download(url: str, dest: str | Path, md5: str, *, timeout: float = 60.0) -> Path:
-    """Fetch ``url`` to ``dest`` and return ``dest``; nothing lands there unless the MD5 matches.
+def download(
+    url: str, dest: str | Path, checksum: str, *, algorithm: str = "md5", timeout: float = 60.0
+) -> Path:
+    """Fetch ``url`` to ``dest`` and return ``dest``; nothing lands there unless the checksum
+    (the hex digest of ``algorithm``: MD5, or e.g. ``"sha256"``) matches.
 
     The bytes stream into a temporary file next to ``dest`` (with a tqdm progress bar on a
-    terminal) and are renamed onto ``dest`` only once their MD5 equals ``md5``. A file already at
-    ``dest`` with the right MD5 is kept without downloading. A network failure or a checksum
-    mismatch raises :class:`DifusionError` and leaves no partial file behind.
+    terminal) and are renamed onto ``dest`` only once their digest equals ``checksum``. A file
+    already at ``dest`` with the right digest is kept without downloading. A network failure or a
+    checksum mismatch raises :class:`DifusionError` and leaves no partial file behind.
     """
     dest = Path(dest)
-    md5 = md5.lower()
-    if dest.is_file() and md5_of(dest) == md5:
+    checksum = checksum.lower()
+    if dest.is_file() and file_digest(dest, algorithm) == checksum:
         return dest
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +74,7 @@ def download(url: str, dest: str | Path, md5: str, *, timeout: float = 60.0) -> 
             "Choose a writable location (set XDG_CACHE_HOME or DIFUSION_DATA)."
         ) from error
     tmp = Path(tmp_name)
-    digest = hashlib.md5(usedforsecurity=False)
+    digest = hashlib.new(algorithm, usedforsecurity=False)
     try:
         with os.fdopen(fd, "wb") as out, urlopen(url, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
@@ -89,11 +92,11 @@ def download(url: str, dest: str | Path, md5: str, *, timeout: float = 60.0) -> 
                     digest.update(chunk)
                     bar.update(len(chunk))
         got = digest.hexdigest()
-        if got != md5:
+        if got != checksum:
             raise DifusionError(
-                f"checksum mismatch for {url}: expected MD5 {md5}, got {got}. The download is "
-                "corrupt or the file changed upstream; try again later or fetch it by hand "
-                f"into {dest}."
+                f"checksum mismatch for {url}: expected {algorithm.upper()} {checksum}, got {got}. "
+                "The download is corrupt or the file changed upstream; try again later or fetch it "
+                f"by hand into {dest}."
             )
         os.replace(tmp, dest)
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:

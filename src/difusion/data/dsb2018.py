@@ -10,20 +10,13 @@ straight from the zip, with tifffile.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import http.client
 import io
-import os
-import tempfile
-import urllib.error
 import zipfile
 from pathlib import Path
-from urllib.request import urlopen
 
 import numpy as np
 
-from difusion.data.download import CHUNK_SIZE, cache_dir, user_data_dir
+from difusion.data.download import cache_dir, download, user_data_dir
 from difusion.errors import DatasetNotFoundError, DifusionError
 
 URL = "https://github.com/stardist/stardist/releases/download/0.1.0/dsb2018.zip"
@@ -42,40 +35,7 @@ def dsb2018_zip() -> Path:
 def download_dsb2018(url: str = URL, sha256: str = ZIP_SHA256, timeout: float = 60.0) -> Path:
     """Download ``dsb2018.zip`` into the cache; nothing lands there unless the SHA-256 matches."""
     dest = cache_dir("dsb2018") / ZIP_NAME
-    if dest.is_file() and _sha256(dest) == sha256:
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".dsb2018.", suffix=".part", dir=dest.parent)
-    digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out, urlopen(url, timeout=timeout) as response:
-            for chunk in iter(lambda: response.read(CHUNK_SIZE), b""):
-                out.write(chunk)
-                digest.update(chunk)
-        if digest.hexdigest() != sha256:
-            raise DifusionError(
-                f"checksum mismatch for {url}: expected SHA-256 {sha256}, got "
-                f"{digest.hexdigest()}; try again or copy the file by hand to {dest}"
-            )
-        os.replace(tmp_name, dest)
-    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
-        reason = " ".join(str(getattr(e, "reason", e)).split())
-        raise DifusionError(
-            f"could not download {url}: {reason}; check the connection or copy the file by hand "
-            f"to {dest}"
-        ) from e
-    finally:
-        with contextlib.suppress(OSError):
-            Path(tmp_name).unlink(missing_ok=True)
-    return dest
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_SIZE), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return download(url, dest, sha256, algorithm="sha256", timeout=timeout)
 
 
 def load_dsb2018(

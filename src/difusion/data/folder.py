@@ -14,11 +14,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from difusion.data.base import Dataset
+from difusion.data.base import Dataset, check_image_options, pixels_to_tensor
 from difusion.errors import DifusionError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-FOLDER_CHANNELS = (1, 3)
 
 
 def list_images(root: str | Path) -> list[Path]:
@@ -62,10 +61,7 @@ def load_folder(path: str | Path, image_size: int = 32, channels: int = 3) -> Da
     Labels (int64) and ``class_names`` come from the first-level subdirectories when every image
     is inside one; otherwise ``labels`` is None. Pixels 0..255 map to ``x / 255 * 2 - 1``.
     """
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise DifusionError(f"folder: image_size must be a positive integer, got {image_size!r}.")
-    if channels not in FOLDER_CHANNELS:
-        raise DifusionError(f"folder: channels must be 1 (grayscale) or 3 (RGB), got {channels!r}.")
+    check_image_options("folder", image_size, channels)
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DifusionError(
@@ -78,9 +74,6 @@ def load_folder(path: str | Path, image_size: int = 32, channels: int = 3) -> Da
             f"{root}; put some images there or point to another folder."
         )
     images = np.stack([load_image(f, image_size, channels) for f in files])
-    pixels = images.astype(np.float32)
-    pixels /= 127.5  # x / 255 * 2 - 1
-    pixels -= 1.0
     labels, class_names = None, None
     groups = [f.relative_to(root).parts for f in files]
     if all(len(parts) > 1 for parts in groups):
@@ -89,7 +82,7 @@ def load_folder(path: str | Path, image_size: int = 32, channels: int = 3) -> Da
         labels = torch.tensor([index[parts[0]] for parts in groups], dtype=torch.int64)
     return Dataset(
         name="folder",
-        data=torch.from_numpy(pixels),
+        data=pixels_to_tensor(images),
         labels=labels,
         class_names=class_names,
         info={"source": "folder", "location": str(root), "files": len(files)},

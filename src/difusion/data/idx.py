@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from difusion.data.base import Dataset
+from difusion.data.base import Dataset, pixels_to_tensor
 from difusion.data.download import cache_dir, user_data_dir
 from difusion.data.download import download as fetch
 from difusion.errors import DatasetNotFoundError, DifusionError
@@ -100,14 +100,6 @@ IDX_SOURCES: dict[str, IdxSource] = {
 # --------------------------------------------------------------------------- the file format
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The decompressed bytes of a raw or gzipped file (gzip is detected by its magic bytes)."""
-    with open(path, "rb") as handle:
-        gzipped = handle.read(2) == b"\x1f\x8b"
-    with gzip.open(path, "rb") if gzipped else open(path, "rb") as handle:
-        return handle.read()
-
-
 def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (``.gz`` or raw) into a writable native-endian numpy array.
 
@@ -115,8 +107,11 @@ def read_idx(path: str | Path) -> np.ndarray:
     truncated or has trailing bytes.
     """
     path = Path(path)
-    try:
-        raw = _read_bytes(path)
+    try:  # the decompressed bytes; gzip is detected by its magic bytes
+        with open(path, "rb") as handle:
+            gzipped = handle.read(2) == b"\x1f\x8b"
+        with gzip.open(path, "rb") if gzipped else open(path, "rb") as handle:
+            raw = handle.read()
     except FileNotFoundError as error:
         raise DifusionError(f"IDX file {path} does not exist; check the path.") from error
     except (OSError, EOFError, zlib.error) as error:
@@ -184,18 +179,18 @@ def _find_file(directory: Path, stem: str) -> Path | None:
     return None
 
 
-def candidate_dirs(name: str) -> list[Path]:
-    """The directories searched for ``name`` when no root is given, in order."""
-    source = _source(name)
-    dirs = [user_data_dir(name), source.system_dir, cache_dir(name)]
+def candidate_dirs(name: str, root: str | Path | None = None) -> list[Path]:
+    """The directories searched for ``name``, in order: ``root`` alone if given, else the above."""
+    if root is not None:
+        return [Path(root).expanduser()]
+    dirs = [user_data_dir(name), _source(name).system_dir, cache_dir(name)]
     return [d for d in dirs if d is not None]
 
 
 def find_idx_dir(name: str, split: str, root: str | Path | None = None) -> Path | None:
     """The first directory holding both IDX files of ``split`` (``root`` only, if given)."""
-    dirs = [Path(root).expanduser()] if root is not None else candidate_dirs(name)
     images, labels = IDX_FILES[split]
-    for directory in dirs:
+    for directory in candidate_dirs(name, root):
         if _find_file(directory, images) and _find_file(directory, labels):
             return directory
     return None
@@ -265,8 +260,7 @@ def load_idx_dataset(
         download_files(name, root)
         directory = find_idx_dir(name, split, root)
     if directory is None:
-        searched = [Path(root).expanduser()] if root is not None else candidate_dirs(name)
-        where = ", ".join(str(d) for d in searched)
+        where = ", ".join(str(d) for d in candidate_dirs(name, root))
         raise DatasetNotFoundError(
             f"{name}: no IDX files for the {split} split in {where}. {how_to_get(name)}"
         )
@@ -291,12 +285,9 @@ def load_idx_dataset(
             f"{label_path} has labels outside 0..{len(source.class_names) - 1}; "
             "replace it with the original file."
         )
-    pixels = images.astype(np.float32)[:, None]
-    pixels /= 127.5  # x / 255 * 2 - 1, done in place on 47M floats
-    pixels -= 1.0
     return Dataset(
         name=name,
-        data=torch.from_numpy(pixels),
+        data=pixels_to_tensor(images[:, None]),
         labels=torch.from_numpy(labels),
         class_names=list(source.class_names),
         info={"source": name, "split": split, "location": str(directory)},

@@ -16,7 +16,6 @@ by the checkpoint's step, so they are computed once.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -26,8 +25,7 @@ from safetensors.torch import save_file
 
 from difusion.data.base import Dataset
 from difusion.errors import DifusionError
-
-LATENT_SPLITS = ("train", "test")
+from difusion.files import atomic_path, write_text
 
 
 class LatentCodec:
@@ -54,8 +52,21 @@ class LatentCodec:
         self.scale = _stats(self)["scale"]
 
     def dataset(self, split: str = "train") -> Dataset:
-        """The unit-variance latents of ``split`` (what ``load_dataset("latents", ...)`` returns)."""
-        return load_latents(self, split)
+        """The unit-variance latents of ``split`` (what ``load_dataset("latents", ...)`` returns),
+        with the labels of the images."""
+        from difusion.data import load_dataset
+
+        images = load_dataset(self.image_dataset, split=split, root=self.image_root)
+        z = _cached_raw(self, split) / self.scale
+        if z.dim() != 4:
+            raise DifusionError(
+                f"latents: {self.root} has flat codes of shape {tuple(z.shape[1:])}; latent "
+                "diffusion needs a spatial latent (autoencoder.spatial=true)"
+            )
+        info = dict(first_stage=str(self.root), scale=self.scale, image_shape=list(images.shape))
+        return Dataset(
+            f"latents of {self.image_dataset}", z, images.labels, images.class_names, info
+        )
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
@@ -86,7 +97,7 @@ def _stats(codec: LatentCodec) -> dict:
             return stats
     z = _cached_raw(codec, "train")
     stats = {"step": step, "scale": float(z.std()), "mean": float(z.mean()), "n": len(z)}
-    _atomic_write_text(path, json.dumps(stats, indent=2) + "\n")
+    write_text(path, json.dumps(stats, indent=2) + "\n")
     return stats
 
 
@@ -101,31 +112,9 @@ def _cached_raw(codec: LatentCodec, split: str) -> torch.Tensor:
                 return f.get_tensor("z")
     images = load_dataset(codec.image_dataset, split=split, root=codec.image_root).data
     z = codec._raw(images)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({"z": z.contiguous()}, str(tmp), metadata={"step": str(step)})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({"z": z.contiguous()}, str(tmp), metadata={"step": str(step)})
     return z
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def load_latents(codec: LatentCodec, split: str = "train") -> Dataset:
-    """The unit-variance latents of the first stage ``codec`` for ``split``, with the labels."""
-    from difusion.data import load_dataset
-
-    images = load_dataset(codec.image_dataset, split=split, root=codec.image_root)
-    z = _cached_raw(codec, split) / codec.scale
-    if z.dim() != 4:
-        raise DifusionError(
-            f"latents: {codec.root} has flat codes of shape {tuple(z.shape[1:])}; latent diffusion "
-            "needs a spatial latent (autoencoder.spatial=true)"
-        )
-    info = {"first_stage": str(codec.root), "scale": codec.scale, "image_shape": list(images.shape)}
-    return Dataset(f"latents of {codec.image_dataset}", z, images.labels, images.class_names, info)
 
 
 def image_dataset_of(cfg) -> str:

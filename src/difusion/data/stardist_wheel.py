@@ -10,20 +10,18 @@ writes them into the cache ``$XDG_CACHE_HOME/difusion/stardist``. tifffile reads
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from difusion.data.download import cache_dir, user_data_dir
 from difusion.errors import DatasetNotFoundError, DifusionError
-from difusion.wheels import one_line, pip_download_wheel
+from difusion.wheels import one_line, pip_download_wheel, read_members
 
 WHEEL_REQUIREMENT = "stardist==0.9.2"
+FIX_HINT = "check the network (or pip's index settings) and retry `difusion fetch stardist`"
 MEMBERS = {
     "img2d.tif": "stardist/data/images/img2d.tif",
     "mask2d.tif": "stardist/data/images/mask2d.tif",
@@ -33,10 +31,6 @@ FILE_SHA256 = {
     "img2d.tif": "f9ccc1571b92c861ff87e28463068b43f61bd47357ed0503f711e5cd1eb97750",
     "mask2d.tif": "59ad5e820b7982ca9d13e946fa6e7f64e2714899e00a2ae6c69aa79aad53d46f",
 }
-
-
-def _fix_hint() -> str:
-    return "check the network (or pip's index settings) and retry `difusion fetch stardist`"
 
 
 def stardist_dir() -> Path:
@@ -50,26 +44,11 @@ def stardist_dir() -> Path:
 def extract_pair(wheel: Path, dest: Path) -> Path:
     """Copy the two TIFF files out of ``wheel`` into ``dest`` after checking their SHA-256; a
     mismatch writes nothing."""
-    blobs = {}
-    try:
-        with zipfile.ZipFile(wheel) as zf:
-            for name, member in MEMBERS.items():
-                blobs[name] = zf.read(member)
-    except (KeyError, zipfile.BadZipFile, OSError, zlib.error) as e:
-        raise DifusionError(
-            f"cannot extract the StarDist images from {wheel.name} ({one_line(str(e))}); "
-            f"{_fix_hint()}"
-        ) from e
-    for name, raw in blobs.items():
-        digest = hashlib.sha256(raw).hexdigest()
-        if digest != FILE_SHA256[name]:
-            raise DifusionError(
-                f"{name} from {wheel.name} has sha256 {digest}, expected {FILE_SHA256[name]}; "
-                f"the download is corrupt or the package changed: {_fix_hint()}"
-            )
+    blobs = read_members(wheel, {MEMBERS[n]: FILE_SHA256[n] for n in MEMBERS}, FIX_HINT)
     try:
         dest.mkdir(parents=True, exist_ok=True)
-        for name, raw in blobs.items():
+        for name, member in MEMBERS.items():
+            raw = blobs[member]
             tmp = dest / f".{name}.part"
             tmp.write_bytes(raw)
             os.replace(tmp, dest / name)
@@ -87,7 +66,7 @@ def fetch_stardist(force: bool = False) -> Path:
     if not force and all((dest / n).is_file() for n in MEMBERS):
         return dest
     with tempfile.TemporaryDirectory(prefix="difusion-stardist-") as tmp:
-        wheel = pip_download_wheel(WHEEL_REQUIREMENT, Path(tmp), _fix_hint())
+        wheel = pip_download_wheel(WHEEL_REQUIREMENT, Path(tmp), FIX_HINT)
         return extract_pair(wheel, dest)
 
 

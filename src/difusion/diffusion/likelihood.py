@@ -41,18 +41,13 @@ def discretized_gaussian_log_likelihood(x0: torch.Tensor, mean, log_scale) -> to
     inv_std = torch.exp(-log_scale)
     cdf_plus = torch.special.ndtr(inv_std * (centered + 1.0 / 255.0))
     cdf_minus = torch.special.ndtr(inv_std * (centered - 1.0 / 255.0))
-    log_cdf_plus = torch.log(cdf_plus.clamp(min=1e-12))  # the edge bin x = -1: P(X <= -1 + 1/255)
-    log_one_minus_cdf_min = torch.log(
-        (1.0 - cdf_minus).clamp(min=1e-12)
-    )  # x = 1: P(X >= 1 - 1/255)
-    log_probs = torch.where(
-        x0 < -0.999,
-        log_cdf_plus,
-        torch.where(
-            x0 > 0.999, log_one_minus_cdf_min, torch.log((cdf_plus - cdf_minus).clamp(min=1e-12))
-        ),
+    # The edge bins: x = -1 has P(X <= -1 + 1/255), x = 1 has P(X >= 1 - 1/255).
+    log_cdf_plus = torch.log(cdf_plus.clamp(min=1e-12))
+    log_one_minus_cdf_min = torch.log((1.0 - cdf_minus).clamp(min=1e-12))
+    log_bin = torch.log((cdf_plus - cdf_minus).clamp(min=1e-12))
+    return torch.where(
+        x0 < -0.999, log_cdf_plus, torch.where(x0 > 0.999, log_one_minus_cdf_min, log_bin)
     )
-    return log_probs
 
 
 def gaussian_log_likelihood(x0: torch.Tensor, mean, logvar) -> torch.Tensor:

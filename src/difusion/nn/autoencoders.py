@@ -42,8 +42,7 @@ def _half(size: int) -> int:
 
 class ConvEncoder(nn.Module):
     """x (B, C, H, W) -> (B, *out_shape): two stride-2 convs and a 3x3 conv at H/4, then a 1x1 conv
-    to a spatial latent
-    (when ``out_shape`` is (C', H/4, W/4)) or a linear layer to a flat code."""
+    to a spatial latent (when ``out_shape`` is (C', H/4, W/4)) or a linear layer to a flat code."""
 
     def __init__(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...], channels=(32, 64)):
         super().__init__()
@@ -145,15 +144,15 @@ class VectorQuantizer(nn.Module):
         d = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ e.T + e.pow(2).sum(1)[None]
         return d.argmin(1)
 
-    def lookup(self, idx: Tensor, like: Tensor) -> Tensor:
-        """Codebook vectors for indices shaped like ``like`` without its D axis -> (B, D, ...)."""
+    def lookup(self, idx: Tensor) -> Tensor:
+        """Codebook vectors for indices (B, ...) -> (B, D, ...)."""
         return self.codebook[idx].movedim(-1, 1)
 
     def forward(self, z_e: Tensor) -> tuple[Tensor, Tensor]:
         """(z_q with the straight-through gradient z_e + sg(e_k - z_e), indices (B, ...))."""
         z_e = z_e.float()
         idx = self.nearest(self.flatten(z_e)).view(z_e.shape[0], *z_e.shape[2:])
-        e = self.lookup(idx, z_e)
+        e = self.lookup(idx)
         return z_e + (e - z_e).detach(), idx
 
     @torch.no_grad()
@@ -288,5 +287,5 @@ class Autoencoder(nn.Module):
         if self.quantizer is not None:
             k = self.quantizer.num_codes
             idx = torch.randint(k, (n, *self.latent_shape[1:]), generator=generator)
-            return self.quantizer.lookup(idx.to(device), None)
+            return self.quantizer.lookup(idx.to(device))
         return torch.randn((n, *self.latent_shape), generator=generator).to(device)

@@ -81,18 +81,9 @@ class ClassEmbedding(nn.Module):
         self.num_classes = num_classes
         self.embedding = nn.Embedding(num_classes + 1, emb_dim)
 
-    @property
-    def null_class(self) -> int:
-        return self.num_classes
-
     def forward(self, y: Tensor | None, batch_size: int) -> Tensor:
-        if y is None:
-            y = torch.full(
-                (batch_size,),
-                self.null_class,
-                dtype=torch.long,
-                device=self.embedding.weight.device,
-            )
+        if y is None:  # the null class for every example
+            y = torch.full((batch_size,), self.num_classes, device=self.embedding.weight.device)
         return self.embedding(y)
 
 

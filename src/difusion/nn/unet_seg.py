@@ -76,14 +76,8 @@ def legal_input_sizes(depth: int = 4, up_to: int = 1024, padding: str = "valid")
     if padding == "same":
         return list(range(2**depth, up_to + 1, 2**depth))
     _check_padding(padding)
-    sizes = []
-    b = 1
-    while input_for_bottom(b, depth) <= up_to:
-        n = input_for_bottom(b, depth)
-        if _valid_trace(n, depth) is not None:
-            sizes.append(n)
-        b += 1
-    return sizes
+    inputs = range(input_for_bottom(1, depth), up_to + 1, 2**depth)  # bottom sides b = 1, 2, ...
+    return [n for n in inputs if _valid_trace(n, depth) is not None]
 
 
 def nearest_legal_input(n: int, depth: int = 4, padding: str = "valid") -> int:

@@ -15,18 +15,85 @@ from difusion.training.objectives import Objective, register
 from difusion.viz import save_grid
 
 
-class DiffusionObjective(Objective):
+class GenerativeObjective(Objective):
+    """What diffusion and flow matching share: the dataset, a network for its shape and the run's
+    path, batches of x_0 and labels, the preview grid and the samples of a finished run."""
+
+    def __init__(self, cfg: Config, device: torch.device):
+        super().__init__(cfg, device)
+        self.dataset = d = build_dataset(cfg)
+        self.labels = d.labels.to(device) if d.labels is not None else None
+        self.use_labels = cfg.model.class_conditional and self.labels is not None
+        self.network = build_network(cfg, d.shape, d.num_classes).to(device)
+        self.path = build_path(cfg)
+
+    def describe(self) -> str:
+        d = self.dataset
+        return f"{d.name} {tuple(d.shape)} x {len(d)}"
+
+    def meta(self) -> dict:
+        return {"shape": list(self.dataset.shape), "num_classes": self.dataset.num_classes}
+
+    def batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x_0 from ``self.data`` (mirrored at random with ``data.hflip``) and its labels, dropped
+        to the null class with p_uncond for classifier-free guidance."""
+        cfg = self.cfg
+        idx = torch.randint(len(self.data), (cfg.train.batch_size,), generator=generator)
+        idx = idx.to(self.device)
+        x0 = self.data[idx]
+        if cfg.data.hflip and x0.dim() == 4:
+            flip = torch.rand(len(idx), generator=generator).to(self.device) < 0.5
+            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+        y = self.labels[idx] if self.use_labels else None
+        if y is not None and cfg.train.p_uncond > 0:  # label dropout for classifier-free guidance
+            y = drop_labels(y, cfg.train.p_uncond, self.dataset.num_classes, generator)
+        return x0, y
+
+    def sampling_model(self, network, autocast_dtype):
+        """The model the samplers see: ``network`` on the run's path, with its prediction."""
+        d = self.dataset
+        return build_model(
+            self.cfg,
+            network,
+            d.shape,
+            d.num_classes,
+            autocast_dtype=autocast_dtype,
+            device=self.device,
+        )
+
+    def preview_grid(self, network, out: Path, autocast_dtype, steps: int) -> None:
+        """16 samples of the network as a grid (images only): ancestral DDPM on a DDPM path, Euler
+        of the ODE on a flow path, ``steps`` steps, no guidance."""
+        model = self.sampling_model(network, autocast_dtype)
+        if not model.images:
+            return
+        sampler = "ddpm" if model.path.discrete else "fm-euler"
+        settings = SampleSettings.from_config(self.cfg).replace(
+            n=16, steps=steps, sampler=sampler, guidance=0.0, guidance_rescale=0.0
+        )
+        s = draw_samples(model, settings, device=self.device, progress=False)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_grid(s.x.clamp(-1, 1), out, nrow=8)
+
+    def finish(self, model, run_dir: Path, autocast_dtype, progress: bool) -> dict[str, Path]:
+        """The run's pictures with its own sampling settings (``sample:``)."""
+        d = self.dataset
+        return sample_to_folder(
+            self.sampling_model(model, autocast_dtype),
+            SampleSettings.from_config(self.cfg),
+            run_dir,
+            device=self.device,
+            points=d.data if d.kind == "points" else None,
+            progress=progress,
+        )
+
+
+class DiffusionObjective(GenerativeObjective):
     """Draw x_0 (and labels, dropped to the null class with p_uncond for guidance), return L_simple."""
 
     def __init__(self, cfg: Config, device: torch.device):
         super().__init__(cfg, device)
-        self.dataset = build_dataset(cfg)
         self.data = self.dataset.data.to(device)
-        labels = self.dataset.labels
-        self.labels = labels.to(device) if labels is not None else None
-        self.use_labels = cfg.model.class_conditional and self.labels is not None
-        self.network = build_network(cfg, self.dataset.shape, self.dataset.num_classes).to(device)
-        self.path = build_path(cfg)
         c = cfg.diffusion
         self.improved = (
             c.loss != "simple" or c.learn_sigma or c.weighting != "uniform" or c.prediction == "mu"
@@ -39,26 +106,6 @@ class DiffusionObjective(Objective):
             + (", importance sampling" if c.importance_sampling else ""),
         }[c.loss]
         self.t_sampler = LossAwareSampler(c.T) if c.importance_sampling else None
-
-    def describe(self) -> str:
-        d = self.dataset
-        return f"{d.name} {tuple(d.shape)} x {len(d)}"
-
-    def meta(self) -> dict:
-        return {"shape": list(self.dataset.shape), "num_classes": self.dataset.num_classes}
-
-    def batch(self, generator: torch.Generator):
-        cfg = self.cfg
-        idx = torch.randint(len(self.data), (cfg.train.batch_size,), generator=generator)
-        idx = idx.to(self.device)
-        x0 = self.data[idx]
-        if cfg.data.hflip and x0.dim() == 4:
-            flip = torch.rand(len(idx), generator=generator).to(self.device) < 0.5
-            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-        y = self.labels[idx] if self.use_labels else None
-        if y is not None and cfg.train.p_uncond > 0:  # label dropout for classifier-free guidance
-            y = drop_labels(y, cfg.train.p_uncond, self.dataset.num_classes, generator)
-        return x0, y
 
     def loss(self, model, batch, generator, autocast_dtype):
         x0, y = batch
@@ -111,10 +158,7 @@ class DiffusionObjective(Objective):
 
     def preview(self, model, out: Path, autocast_dtype) -> None:
         """A quick look during training: 16 samples with the run's sampler on a short grid."""
-        preview_samples(self, model, out, autocast_dtype, steps=100)
-
-    def finish(self, model, run_dir: Path, autocast_dtype, progress: bool) -> dict[str, Path]:
-        return finish_samples(self, model, run_dir, autocast_dtype, progress)
+        self.preview_grid(model, out, autocast_dtype, steps=100)
 
     def report_lines(self) -> list[str]:
         c = self.cfg.diffusion
@@ -122,46 +166,6 @@ class DiffusionObjective(Objective):
             f"- schedule {c.schedule}, T = {c.T}, prediction {c.prediction}, "
             f"sampling variance {c.variance}"
         ]
-
-
-def _model(objective, network, autocast_dtype):
-    d = objective.dataset
-    return build_model(
-        objective.cfg,
-        network,
-        d.shape,
-        d.num_classes,
-        autocast_dtype=autocast_dtype,
-        device=objective.device,
-    )
-
-
-def preview_samples(objective, network, out: Path, autocast_dtype, steps: int) -> None:
-    """16 samples of a diffusion or flow objective's network as a grid (images only): ancestral
-    DDPM on a DDPM path, Euler of the ODE on a flow path, ``steps`` steps, no guidance."""
-    model = _model(objective, network, autocast_dtype)
-    if not model.images:
-        return
-    sampler = "ddpm" if model.path.discrete else "fm-euler"
-    settings = SampleSettings.from_config(objective.cfg).replace(
-        n=16, steps=steps, sampler=sampler, guidance=0.0, guidance_rescale=0.0
-    )
-    s = draw_samples(model, settings, device=objective.device, progress=False)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_grid(s.x.clamp(-1, 1), out, nrow=8)
-
-
-def finish_samples(objective, network, run_dir: Path, autocast_dtype, progress: bool):
-    """The run's pictures with its own sampling settings (``sample:``)."""
-    d = objective.dataset
-    return sample_to_folder(
-        _model(objective, network, autocast_dtype),
-        SampleSettings.from_config(objective.cfg),
-        run_dir,
-        device=objective.device,
-        points=d.data if d.kind == "points" else None,
-        progress=progress,
-    )
 
 
 register("diffusion", DiffusionObjective)

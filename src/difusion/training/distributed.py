@@ -13,7 +13,6 @@ import torch.distributed as dist
 class Dist:
     rank: int = 0
     world_size: int = 1
-    local_rank: int = 0
 
     @property
     def enabled(self) -> bool:
@@ -39,10 +38,9 @@ def setup() -> Dist:
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend)
-    local = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():
-        torch.cuda.set_device(local)
-    return Dist(dist.get_rank(), dist.get_world_size(), local)
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return Dist(dist.get_rank(), dist.get_world_size())
 
 
 def broadcast_floats(values: list[float], d: Dist, device: torch.device) -> list[float]:

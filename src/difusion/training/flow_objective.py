@@ -19,21 +19,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from difusion.build import build_dataset, build_network
 from difusion.config import Config
 from difusion.diffusion.flow import FlowPath
 from difusion.errors import ConfigError
 from difusion.sampling.denoiser import ModelDenoiser
 from difusion.sampling.ode import ode_times, ode_velocity, solve_ode
-from difusion.training.diffusion_objective import finish_samples, preview_samples
-from difusion.training.objectives import Objective, register
-
-
-def flow_path(cfg: Config) -> FlowPath:
-    """The flow path of a config (``flow.path``, ``flow.sigma_min``)."""
-    return FlowPath(cfg.flow.path, cfg.flow.sigma_min)
+from difusion.training.diffusion_objective import GenerativeObjective
+from difusion.training.objectives import register
 
 
 def ot_couple(x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -75,24 +68,18 @@ def flow_matching_loss(
     return F.mse_loss(pred.float(), target.float())
 
 
-class FlowObjective(Objective):
+class FlowObjective(GenerativeObjective):
     """Draw x_0 (or a reflow pair), eps and t; return the flow-matching loss."""
 
     loss_label = "flow matching loss"
 
     def __init__(self, cfg: Config, device: torch.device):
         super().__init__(cfg, device)
-        self.flow = flow_path(cfg)
-        self.dataset = build_dataset(cfg)
-        d = self.dataset
-        self.labels = d.labels.to(device) if d.labels is not None else None
-        self.use_labels = cfg.model.class_conditional and self.labels is not None
-        self.network = build_network(cfg, d.shape, d.num_classes).to(device)
         self.pairs: tuple[torch.Tensor, torch.Tensor] | None = None
         if cfg.flow.reflow:
             self.pairs = self._reflow_pairs(cfg, device)
         else:
-            self.data = d.data.to(device)
+            self.data = self.dataset.data.to(device)
 
     def _reflow_pairs(self, cfg: Config, device) -> tuple[torch.Tensor, torch.Tensor]:
         """(eps, x_0) with x_0 the teacher's ODE solution from eps (Liu et al. Algorithm 1,
@@ -117,43 +104,24 @@ class FlowObjective(Objective):
         velocity = ode_velocity(den, teacher.path)
         g = torch.Generator().manual_seed(cfg.train.seed + 12345)
         eps = torch.randn(f.reflow_pairs, *self.dataset.shape, generator=g)
-        x0 = []
-        for chunk in tqdm(eps.split(256), desc="reflow pairs", leave=False, disable=True):
-            with torch.no_grad():
-                x0.append(
-                    solve_ode(
-                        velocity, chunk.to(device), ode_times(f.reflow_steps), f.reflow_solver
-                    )
-                )
+        times = ode_times(f.reflow_steps)
+        with torch.no_grad():
+            x0 = [solve_ode(velocity, e.to(device), times, f.reflow_solver) for e in eps.split(256)]
         return eps.to(device), torch.cat(x0).float()
 
     def describe(self) -> str:
-        d = self.dataset
-        what = f"{d.name} {tuple(d.shape)} x {len(d)}"
+        what = super().describe()
         if self.pairs is not None:
             what = f"reflow of {self.cfg.flow.reflow}: {len(self.pairs[0])} ODE pairs"
-        return f"{what}, {self.flow.describe()}"
-
-    def meta(self) -> dict:
-        return {"shape": list(self.dataset.shape), "num_classes": self.dataset.num_classes}
+        return f"{what}, {self.path.describe()}"
 
     def batch(self, generator: torch.Generator):
-        cfg = self.cfg
-        bs = cfg.train.batch_size
-        if self.pairs is not None:
-            idx = torch.randint(len(self.pairs[0]), (bs,), generator=generator).to(self.device)
-            return self.pairs[1][idx], None, self.pairs[0][idx]
-        idx = torch.randint(len(self.data), (bs,), generator=generator).to(self.device)
-        x0 = self.data[idx]
-        if cfg.data.hflip and x0.dim() == 4:
-            flip = torch.rand(len(idx), generator=generator).to(self.device) < 0.5
-            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-        y = self.labels[idx] if self.use_labels else None
-        if y is not None and cfg.train.p_uncond > 0:
-            from difusion.diffusion.losses import drop_labels
-
-            y = drop_labels(y, cfg.train.p_uncond, self.dataset.num_classes, generator)
-        return x0, y, None
+        """(x_0, y, None), or a reflow pair (x_0, None, eps)."""
+        if self.pairs is None:
+            return (*super().batch(generator), None)
+        bs = self.cfg.train.batch_size
+        idx = torch.randint(len(self.pairs[0]), (bs,), generator=generator).to(self.device)
+        return self.pairs[1][idx], None, self.pairs[0][idx]
 
     def loss(self, model, batch, generator, autocast_dtype):
         x0, y, eps = batch
@@ -164,18 +132,15 @@ class FlowObjective(Objective):
         f = self.cfg.flow
         t = sample_times(x0.shape[0], generator, f.time_sampling, f.logit_mean, f.logit_std)
         t = t.to(x0.device)
-        return flow_matching_loss(model, self.flow, x0, eps, t, y, autocast_dtype), {}
+        return flow_matching_loss(model, self.path, x0, eps, t, y, autocast_dtype), {}
 
     def preview(self, model, out: Path, autocast_dtype) -> None:
         """16 samples with 20 Euler steps."""
-        preview_samples(self, model, out, autocast_dtype, steps=20)
-
-    def finish(self, model, run_dir: Path, autocast_dtype, progress: bool) -> dict[str, Path]:
-        return finish_samples(self, model, run_dir, autocast_dtype, progress)
+        self.preview_grid(model, out, autocast_dtype, steps=20)
 
     def report_lines(self) -> list[str]:
         f = self.cfg.flow
-        lines = [f"- {self.flow.describe()}, t = 0 data, t = 1 noise; network time input 1000 t"]
+        lines = [f"- {self.path.describe()}, t = 0 data, t = 1 noise; network time input 1000 t"]
         if f.time_sampling == "logit-normal":
             lines.append(f"- t ~ logit-normal(mean {f.logit_mean:g}, std {f.logit_std:g})")
         if f.ot_coupling:
