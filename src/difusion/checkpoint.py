@@ -4,8 +4,8 @@ A utility at the bottom of the package: training writes checkpoints, and every l
 run back (``build``'s first stage, ``runs``, the autoencoder and segmentation chapters) reads them.
 
 Written atomically (``files.atomic_path``: a temporary file in the same folder, fsync, then rename),
-so a run killed at any moment leaves either the previous checkpoint or the new one, never a torn
-file. Nothing is pickled.
+so a run killed at any moment, or a full disk, leaves either the previous checkpoint or the new
+one, never a torn file; a failed write is a one-line ``FileWriteError``. Nothing is pickled.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from difusion.errors import CheckpointError
 from difusion.files import atomic_path
@@ -80,8 +80,11 @@ def save_checkpoint(
     for group, values in (extra or {}).items():
         for name, value in values.items():
             tensors[f"{group}/{name}"] = value.detach().cpu().contiguous()
+    # serialized here and written by Python, so that no space, a read-only folder or a file-size
+    # limit is an OSError (one line, FileWriteError) rather than the Rust writer's SafetensorError
+    data = save(tensors, metadata={"difusion": json.dumps(info)})
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"difusion": json.dumps(info)})
+        tmp.write_bytes(data)
     return path
 
 

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from difusion.errors import DifusionError
+from difusion.run_eval import MAX_SEED
 from difusion.sampling.guidance import INTERVAL_HELP, parse_interval
 from difusion.sampling.samplers import SAMPLER_HELP
 
@@ -35,6 +36,37 @@ def _presets_help() -> str:
     from difusion.config import preset_names
 
     return ", ".join(preset_names())
+
+
+# Work one command may ask for unless --no-limits says it is meant: more is hours of CPU time or
+# gigabytes of memory (the explorer's page has smaller bounds of its own, app/explorer.py LIMITS).
+LIMITS = {"--n": 50_000, "--steps": 10_000, "--ode-steps": 10_000, "--nll-images": 10_000}
+NO_LIMITS_HELP = (
+    "Lift the bounds on work per command (--n 50,000, --steps and --ode-steps 10,000, "
+    "--nll-images 10,000, segment: images of 4096 pixels a side) when you mean it; --n stays at "
+    "most 1,000,000."
+)
+
+
+def _path(text) -> Path:
+    """A path option: an empty one is refused (it would quietly mean the current folder)."""
+    if isinstance(text, Path):
+        return text
+    if not str(text).strip():
+        raise typer.BadParameter("an empty path; name a file or folder")
+    return Path(text)
+
+
+def _within_limits(no_limits: bool, asked: dict[str, int | None]) -> None:
+    """Refuse work beyond :data:`LIMITS` unless ``no_limits``."""
+    if no_limits:
+        return
+    for option, value in asked.items():
+        if value is not None and value > LIMITS[option]:
+            raise DifusionError(
+                f"{option} {value:,} is more than {LIMITS[option]:,} (hours of work, or more "
+                "memory than a laptop has); pass --no-limits if you mean it"
+            )
 
 
 @app.command(
@@ -74,6 +106,13 @@ def train(
     resume: Annotated[
         Path | None, typer.Option(help="Continue the run in this folder from its last checkpoint.")
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace the run already in --out (its checkpoint, metrics, report and samples "
+            "are deleted); without it a new run refuses a folder that holds one."
+        ),
+    ] = False,
     samples: Annotated[
         bool, typer.Option(help="Draw the final samples, trajectory GIF and grid at the end.")
     ] = True,
@@ -84,8 +123,11 @@ def train(
     The folder gets config.yaml, metrics.jsonl, checkpoint.safetensors (written atomically, so
     Ctrl-C or a kill loses at most a few minutes: resume with --resume), preview grids, loss.png,
     and at the end samples.png (or samples_scatter.png), trajectory.gif and samples.npz.
+    Ctrl-C or SIGTERM saves a checkpoint and exits with code 75 (resumable); a finished run
+    exits 0.
     """
     from difusion.config import load_config
+    from difusion.errors import EXIT_STOPPED
     from difusion.training.loop import load_run_config
     from difusion.training.loop import train as run_training
 
@@ -95,6 +137,16 @@ def train(
     if steps is not None:
         extra += [f"train.steps={steps}"] + ([] if minutes else ["train.minutes=null"])
     if resume is not None:
+        if out is not None and out != resume:
+            raise DifusionError(
+                "--resume continues the run in its own folder; drop --out (or use --out alone to "
+                "start a new run)"
+            )
+        if overwrite:
+            raise DifusionError(
+                "--overwrite starts a new run; to start this one over use `difusion train "
+                f"{resume / 'config.yaml'} --out {resume} --overwrite`"
+            )
         if preset is not None and "=" in preset:
             extra.insert(0, preset)
         elif preset is not None:
@@ -128,7 +180,17 @@ def train(
                     "under torchrun give --out DIR so every process writes the same run"
                 )
             out = Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        result = run_training(cfg, out, progress=not quiet, final_samples=samples)
+        result = run_training(
+            cfg, out, overwrite=overwrite, progress=not quiet, final_samples=samples
+        )
+    if result.stopped:  # Ctrl-C or SIGTERM: the checkpoint is saved
+        if int(os.environ.get("RANK", "0")) == 0:
+            typer.echo(
+                f"difusion: stopped at step {result.step}; resume with "
+                f"`difusion train --resume {result.run_dir}`",
+                err=True,
+            )
+        raise typer.Exit(EXIT_STOPPED)
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(
             f"\ndone: {result.step} steps in {result.seconds / 60:.1f} min "
@@ -143,15 +205,19 @@ def sample(
     run_dir: Annotated[Path, typer.Argument(help="A run folder made by `difusion train`.")],
     n: Annotated[
         int | None,
-        typer.Option("--n", "-n", help="How many samples (default: the run's sample.n)."),
+        typer.Option("--n", "-n", min=1, help="How many samples (default: the run's sample.n)."),
     ] = None,
     seed: Annotated[
-        int, typer.Option(help="Base seed: sample i uses seed + i, whatever the batch size.")
+        int,
+        typer.Option(
+            min=0, max=MAX_SEED, help="Base seed: sample i uses seed + i, whatever the batch size."
+        ),
     ] = 0,
     steps: Annotated[
         int | None,
         typer.Option(
-            help="Sampling steps (default: the run's sample.steps, else the sampler's default)."
+            min=1,
+            help="Sampling steps (default: the run's sample.steps, else the sampler's default).",
         ),
     ] = None,
     variance: Annotated[
@@ -161,7 +227,8 @@ def sample(
         ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Output folder (default: RUN_DIR/samples-seedS-nN).")
+        Path | None,
+        typer.Option(parser=_path, help="Output folder (default: RUN_DIR/samples-seedS-nN)."),
     ] = None,
     sampler: Annotated[
         str | None, typer.Option(help=SAMPLER_HELP + " Default: the run's sample.sampler.")
@@ -174,6 +241,7 @@ def sample(
         int | None,
         typer.Option(
             "--class",
+            min=0,
             help="Class-conditional runs: draw only this class (default: one class per row).",
         ),
     ] = None,
@@ -196,6 +264,7 @@ def sample(
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    no_limits: Annotated[bool, typer.Option("--no-limits", help=NO_LIMITS_HELP)] = False,
 ) -> None:
     """Draw samples from a trained run with any sampler, optionally guided toward a class.
 
@@ -203,16 +272,40 @@ def sample(
     run folder. Writes samples.png (or samples_scatter.png for 2-D data), trajectory.gif and
     samples.npz (`images` (N, C, H, W) float32 in [-1, 1], or `points`, plus `labels` and `seeds`).
     """
+    from difusion.autoencoders.run import autoencoder_cli
     from difusion.build import build_dataset
+    from difusion.run_eval import GENERATIVE, check_steps, run_objective
     from difusion.runs import load_run
     from difusion.sampling.pipeline import sample_to_folder
     from difusion.training.distributed import default_device
 
-    device = default_device()
-    from difusion.autoencoders.run import autoencoder_cli, is_autoencoder_run
-
-    if is_autoencoder_run(run_dir):  # autoencoders sample their prior (difusion.autoencoders)
+    _within_limits(no_limits, {"--n": n, "--steps": steps})
+    if out is not None and out.exists() and not out.is_dir():
+        raise DifusionError(f"--out {out} is a file; name a folder for the samples")
+    if out is not None and (
+        (out / "config.yaml").exists() or (out / "checkpoint.safetensors").exists()
+    ):
+        raise DifusionError(
+            f"--out {out} holds a run, whose own samples would be replaced; name another folder"
+        )
+    objective = run_objective(run_dir)
+    if objective not in (*GENERATIVE, "autoencoder"):
+        hint = "; segment images with `difusion segment`" if objective == "segmentation" else ""
+        raise DifusionError(f"{run_dir} is a {objective} run, which draws no samples{hint}")
+    if objective == "autoencoder":  # autoencoders sample their prior (difusion.autoencoders)
+        given = {
+            "--steps": steps, "--variance": variance, "--sampler": sampler, "--eta": eta,
+            "--class": class_id, "--guidance": guidance, "--rescale": rescale,
+            "--guidance-interval": interval,
+        }  # fmt: skip
+        unused = [option for option, value in given.items() if value is not None]
+        if unused:
+            raise DifusionError(
+                f"{run_dir} is an autoencoder run, sampled from its prior with --n, --seed and "
+                f"--out only; drop {', '.join(unused)}"
+            )
         return autoencoder_cli("sample", run_dir, n=n, seed=seed, out=out)
+    device = default_device()
     run = load_run(run_dir, device)
     settings = run.settings(
         n=n,
@@ -226,6 +319,7 @@ def sample(
         guidance_interval=parse_interval(interval) if interval is not None else None,
         class_id=class_id,
     ).check()
+    check_steps(run, settings, steps)
     out = out or run_dir / settings.folder_name("samples", steps, variance)
     # 2-D samples are drawn over the training data, so load it (it is generated, so cheap).
     points = build_dataset(run.config).data if len(run.shape) == 1 else None
@@ -261,12 +355,17 @@ def eval_(
         ),
     ] = "domain",
     n: Annotated[
-        int, typer.Option("--n", "-n", help="Samples to draw when TARGET is a run.")
+        int, typer.Option("--n", "-n", min=1, help="Samples to draw when TARGET is a run.")
     ] = 1000,
     seed: Annotated[
-        int, typer.Option(help="Base seed when sampling a run (sample i: seed + i).")
+        int,
+        typer.Option(
+            min=0, max=MAX_SEED, help="Base seed when sampling a run (sample i: seed + i)."
+        ),
     ] = 0,
-    steps: Annotated[int | None, typer.Option(help="Sampling steps when sampling a run.")] = None,
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="Sampling steps when sampling a run.")
+    ] = None,
     sampler: Annotated[
         str, typer.Option(help="Sampler when sampling a run: " + SAMPLER_HELP)
     ] = "ddpm",
@@ -280,9 +379,15 @@ def eval_(
         typer.Option("--guidance-interval", help=INTERVAL_HELP + " (default: the run's)."),
     ] = None,
     n_ref: Annotated[
-        int | None, typer.Option(help="Reference images to use (default: all).")
+        int | None, typer.Option(min=1, help="Reference images to use (default: all).")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Where to write the JSON result.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            parser=_path,
+            help="The .json file to write the result to (never any other kind of file).",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     nll: Annotated[
         bool,
@@ -291,12 +396,13 @@ def eval_(
             "test images (all T terms of Ho et al. eq. 5, with its standard error)."
         ),
     ] = False,
-    nll_images: Annotated[int, typer.Option(help="Test images for --nll.")] = 200,
+    nll_images: Annotated[int, typer.Option(min=1, help="Test images for --nll.")] = 200,
     ode_steps: Annotated[
         int | None,
         typer.Option(
+            min=1,
             help="--nll by the probability-flow ODE with this many RK4 steps instead of the bound "
-            "(flow runs always use the ODE; 100 steps is converged for fm-fmnist)."
+            "(flow runs always use the ODE; 100 steps is converged for fm-fmnist).",
         ),
     ] = None,
     data: Annotated[
@@ -312,6 +418,7 @@ def eval_(
             help="--nll: the reverse variance, beta, beta_tilde or learned (default: the run's)."
         ),
     ] = None,
+    no_limits: Annotated[bool, typer.Option("--no-limits", help=NO_LIMITS_HELP)] = False,
 ) -> None:
     """Score generated images against a reference set, printing a table and writing JSON.
 
@@ -321,6 +428,10 @@ def eval_(
     from difusion.run_eval import EvalOptions, evaluate_target
     from difusion.training.distributed import default_device
 
+    _within_limits(
+        no_limits,
+        {"--n": n, "--steps": steps, "--ode-steps": ode_steps, "--nll-images": nll_images},
+    )
     opts = EvalOptions(
         n=n, ref=ref, features=features, metrics=metrics, seed=seed, steps=steps,
         sampler=sampler, eta=eta, guidance=guidance,
@@ -343,16 +454,19 @@ def experiment(
     budget: Annotated[
         str, typer.Option(help="small (minutes, for a quick look) or full.")
     ] = "full",
-    runs: Annotated[Path, typer.Option(help="Where the experiment's runs live.")] = Path("runs"),
-    results: Annotated[Path, typer.Option(help="Where the results page goes.")] = Path(
-        "docs/results"
-    ),
+    runs: Annotated[
+        Path, typer.Option(parser=_path, help="Where the experiment's runs live.")
+    ] = Path("runs"),
+    results: Annotated[
+        Path, typer.Option(parser=_path, help="Where the results page goes.")
+    ] = Path("docs/results"),
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     jobs: Annotated[
         int,
         typer.Option(
+            min=1,
             help="Train up to this many runs side by side before evaluating them (a GPU or a "
-            "many-core machine; keep 1 on a laptop)."
+            "many-core machine; keep 1 on a laptop).",
         ),
     ] = 1,
 ) -> None:
@@ -363,6 +477,9 @@ def experiment(
     """
     from difusion.experiments.runner import run_named
 
+    for option, folder in (("--runs", runs), ("--results", results)):
+        if folder.exists() and not folder.is_dir():
+            raise DifusionError(f"{option} {folder} is a file; name a folder")
     page = run_named(name, budget, runs, results, progress=not quiet, jobs=jobs)
     typer.echo(f"results: {page}")
 
@@ -374,17 +491,21 @@ def experiment(
 def segment(
     run_dir: Annotated[Path, typer.Argument(help="A run trained with `difusion train seg-cells`.")],
     image: Annotated[Path, typer.Argument(help="A grey or colour image (.tif, .png, .jpg).")],
-    out: Annotated[Path, typer.Option(help="The binary mask (PNG).")] = Path("mask.png"),
+    out: Annotated[Path, typer.Option(parser=_path, help="The binary mask (a .png file).")] = Path(
+        "mask.png"
+    ),
+    no_limits: Annotated[bool, typer.Option("--no-limits", help=NO_LIMITS_HELP)] = False,
 ) -> None:
-    """Segment IMAGE (any size, overlap-tile inference) into a binary mask, a uint16 TIFF of
-    instance ids (OUT_instances.tif) and a coloured overlay (OUT_overlay.png)."""
-    from difusion.segmentation.commands import is_segmentation_run, segment_file
+    """Segment IMAGE (overlap-tile inference, up to 4096 pixels a side unless --no-limits) into a
+    binary mask, a uint16 TIFF of instance ids (OUT_instances.tif) and a coloured overlay
+    (OUT_overlay.png)."""
+    from difusion.segmentation.commands import MAX_SIDE, is_segmentation_run, segment_file
 
     if not is_segmentation_run(run_dir):
         raise DifusionError(
             f"{run_dir} is not a segmentation run; train one with `difusion train seg-cells`"
         )
-    written = segment_file(run_dir, image, out)
+    written = segment_file(run_dir, image, out, max_side=None if no_limits else MAX_SIDE)
     typer.echo(f"{written.pop('cells')} cells found")
     for name, p in written.items():
         typer.echo(f"  {name:10s} {p}")
@@ -404,13 +525,16 @@ def explore(
     ] = None,
     root: Annotated[
         Path | None,
-        typer.Option(help="Also allow every run folder under this folder (default: ./runs)."),
+        typer.Option(
+            parser=_path, help="Also allow every run folder under this folder (default: ./runs)."
+        ),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to serve on; 127.0.0.1 = this machine.")] = (
         "127.0.0.1"
     ),
     port: Annotated[
-        int | None, typer.Option(help="Port (default: the first free one from 7860).")
+        int | None,
+        typer.Option(min=1, max=65535, help="Port (default: the first free one from 7860)."),
     ] = None,
     share: Annotated[
         bool, typer.Option(help="A public gradio.live link (needs the internet). Off.")
@@ -418,24 +542,34 @@ def explore(
 ) -> None:
     """Serve the explorer (Gradio) until Ctrl-C: the forward process under each schedule, sampling
     a run with any sampler step by step, samplers and guidance side by side, and latent spaces."""
+    from difusion.app.explorer import RunRegistry, check_address
+
+    for run_dir in run_dirs or []:
+        if not (run_dir / "config.yaml").is_file():
+            what = (
+                "does not exist" if not run_dir.exists() else "is not a run folder (no config.yaml)"
+            )
+            raise DifusionError(f"{run_dir} {what}; give folders made by `difusion train`")
+    if root is None and not run_dirs and Path("runs").is_dir():
+        root = Path("runs")
+    if root is not None and not root.is_dir():
+        raise DifusionError(f"--root {root} is not a folder")
+    check_address(host, port)
     try:
         from difusion.app.ui import launch
     except ImportError as e:
         raise DifusionError(
             f"the explorer needs gradio ({e}); install it with pip install 'difusion[explore]'"
         ) from None
-    from difusion.app.explorer import RunRegistry
-
-    if root is None and not run_dirs and Path("runs").is_dir():
-        root = Path("runs")
-    if root is not None and not root.is_dir():
-        raise DifusionError(f"--root {root} is not a folder")
     registry = RunRegistry(run_dirs or [], root)
     typer.echo(
         f"explorer: {len(registry.names())} run(s) allowed"
         + (f" (and folders under {registry.root})" if registry.root else "")
     )
-    launch(registry, host=host, port=port, share=share)
+    try:
+        launch(registry, host=host, port=port, share=share)
+    except OSError as e:  # no free port from 7860 on, or the address was taken meanwhile
+        raise DifusionError(f"cannot serve the explorer on {host}: {e}") from None
 
 
 fetch_app = typer.Typer(

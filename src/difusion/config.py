@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from difusion.errors import ConfigError, DifusionError
+from difusion.files import write_text
 
 # Choices of an objective's section whose implementation sits above the config: the config owns the
 # names (segmentation/data.py imports its SOURCES from here; training/flow_objective.py's
@@ -316,10 +317,19 @@ def parse_override(text: str) -> dict:
 
 
 def load_yaml(path: Path) -> dict:
+    """The mapping in the YAML file ``path``; a file that is not UTF-8 text, not YAML or not a
+    mapping is a one-line ConfigError naming it."""
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path} is not a YAML text file (byte {e.start} is not UTF-8); give a config file"
+        ) from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        what = problem or str(e).splitlines()[0]
+        raise ConfigError(f"{path} is not valid YAML{line}: {what}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of config sections")
     return data
@@ -366,7 +376,18 @@ def load_run_config(run_dir: Path) -> Config:
             f"{run_dir} is not a run folder (no config.yaml); give a folder made by "
             "`difusion train`"
         )
-    return config_from_dict(load_yaml(path))
+    values = load_yaml(path)
+    # difusion writes every section; one missing means a file cut short (or edited by hand), whose
+    # lost values would silently become defaults
+    missing = [f.name for f in dataclasses.fields(Config) if f.name not in values]
+    if missing:
+        default = getattr(Config(), missing[0])
+        example = f"{missing[0]}: " + ("{}" if dataclasses.is_dataclass(default) else default)
+        raise ConfigError(
+            f"{path} lacks {', '.join(missing)} (a file cut short, or edited by hand); restore "
+            f"it from a copy, or add them back to take the defaults (e.g. `{example}`)"
+        )
+    return config_from_dict(values)
 
 
 def choices() -> dict[str, tuple]:
@@ -526,4 +547,5 @@ OBJECTIVE_CHECKS = {
 
 
 def save_config(cfg: Config, path: Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    """Write every section and key of ``cfg`` to ``path``, atomically (``files.write_text``)."""
+    write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

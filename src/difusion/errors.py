@@ -19,3 +19,8 @@ class CheckpointError(DifusionError):
 
 class TrainingError(DifusionError):
     """Training cannot go on (for example the loss became NaN)."""
+
+
+# The exit code of a training run stopped early (Ctrl-C, SIGTERM) with its checkpoint saved: the run
+# may be resumed (`difusion train --resume RUN`). 75 is EX_TEMPFAIL of sysexits.h: try again later.
+EXIT_STOPPED = 75

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from difusion.errors import DifusionError
+from difusion.files import FileWriteError, atomic_path, describe_os_error, write_text
 
 METRICS = ("fid", "kid", "pr", "acc")
 FEATURES = ("domain", "inception")
@@ -43,8 +45,33 @@ class EvalResult:
 
 def parse_reference(ref: str) -> tuple[str, str]:
     """``fashion-mnist:test`` -> ("fashion-mnist", "test"); the split defaults to test."""
-    name, _, split = ref.partition(":")
+    name, _, split = ref.strip().partition(":")
+    if not name:
+        raise DifusionError(
+            f"--ref {ref!r} names no dataset; write DATASET:SPLIT, e.g. digits:test"
+        )
     return name, split or "test"
+
+
+def reference_data(reference: str):
+    """The reference set ``DATASET:SPLIT`` (a :class:`difusion.data.Dataset`)."""
+    from difusion.data import load_dataset
+
+    dataset, split = parse_reference(reference)
+    return load_dataset(dataset, split=split)
+
+
+def check_same_shape(sample_shape, reference: str, reference_shape) -> None:
+    """Samples are only comparable with references of their own shape (C, H, W): a feature network
+    would silently resize 8x8 samples to score them against 28x28 images."""
+    sample_shape, reference_shape = tuple(sample_shape), tuple(reference_shape)
+    if sample_shape != reference_shape:
+        size = "x".join
+        raise DifusionError(
+            f"the samples are {size(map(str, sample_shape))} but the images of {reference} are "
+            f"{size(map(str, reference_shape))} (channels x height x width); compare samples with "
+            "a reference set of their own size (--ref DATASET:SPLIT)"
+        )
 
 
 def _cache_dir() -> Path:
@@ -84,40 +111,90 @@ class FeatureNetwork:
 
 
 def reference_features(
-    net: FeatureNetwork, dataset: str, split: str, n: int | None, progress: bool = True
+    net: FeatureNetwork,
+    dataset: str,
+    split: str,
+    n: int | None,
+    progress: bool = True,
+    data=None,
 ) -> torch.Tensor:
-    """Features of the first ``n`` images (all if None) of ``dataset:split``, cached on disk."""
+    """Features of the first ``n`` images (all if None) of ``dataset:split`` (``data``: that set,
+    already loaded), cached on disk."""
     from difusion.data import load_dataset
 
-    ref = load_dataset(dataset, split=split)
+    ref = data if data is not None else load_dataset(dataset, split=split)
     images = ref.data if n is None else ref.data[:n]
     key = f"{dataset}-{split}-{net.kind}-{len(images)}"
     path = _cache_dir() / f"{key}.safetensors"
     if path.exists():
-        return load_file(str(path))["features"]
+        try:
+            cached = load_file(str(path))["features"]
+        except Exception:  # noqa: BLE001 - a torn or foreign cache file is computed again
+            cached = None
+        if cached is not None and cached.dim() == 2 and len(cached) == len(images):
+            return cached
     if progress:
         print(f"eval: computing reference features for {key} (cached afterwards in {path})")
     feats, _ = net(images)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # one per process: runs may score side by side
-    save_file({"features": feats.contiguous()}, str(tmp))
-    os.replace(tmp, path)
+    try:  # one temporary file per process: runs may score side by side
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            save_file({"features": feats.contiguous()}, str(tmp))
+    except FileWriteError:
+        raise
+    except OSError as e:
+        raise FileWriteError(describe_os_error(e, path)) from None
+    except Exception as e:  # noqa: BLE001 - safetensors' own error on a full disk is no OSError
+        raise FileWriteError(
+            f"cannot write {path}: {' '.join(str(e).split())}; free some disk space, or set "
+            "XDG_CACHE_HOME to a folder with room"
+        ) from None
     return feats
 
 
 def load_samples(path: Path) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
-    """Images (N, C, H, W) in [-1, 1] and labels from a samples.npz written by `difusion sample`."""
+    """Images (N, C, H, W) in [-1, 1] and labels from a samples.npz written by `difusion sample`;
+    a file that is not one (truncated, foreign, NaN, out of range) is a one-line DifusionError."""
+    again = "draw it again with `difusion sample RUN`"
+    if not zipfile.is_zipfile(path):
+        raise DifusionError(
+            f"{path} is not a .npz file (truncated, or another kind of file); {again}"
+        )
     try:
         with np.load(path) as f:
             if "images" not in f:
                 raise DifusionError(f"{path} has no 'images' array; give a samples.npz of images")
-            images = torch.from_numpy(f["images"]).float()
-            labels = torch.from_numpy(f["labels"]).long() if "labels" in f else None
-            seeds = f["seeds"].tolist() if "seeds" in f else None
-    except (OSError, ValueError) as e:
-        raise DifusionError(f"cannot read {path} as .npz ({e})") from None
-    if images.dim() != 4:
-        raise DifusionError(f"{path}: images must be (N, C, H, W), got {tuple(images.shape)}")
+            images = f["images"]
+            labels = f.get("labels")
+            seeds = f.get("seeds")
+    except DifusionError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a torn archive or a pickled array: the user's file
+        raise DifusionError(
+            f"cannot read {path} as .npz ({type(e).__name__}: {e}); {again}"
+        ) from None
+    if images.dtype.kind not in "fiu" or images.ndim != 4 or len(images) == 0:
+        raise DifusionError(
+            f"{path}: 'images' must be a non-empty (N, C, H, W) array of numbers, got "
+            f"{images.dtype} of shape {images.shape}"
+        )
+    images = torch.from_numpy(np.asarray(images, dtype=np.float32))
+    if not torch.isfinite(images).all():
+        raise DifusionError(f"{path}: 'images' holds NaN or infinite values; {again}")
+    low, high = images.min().item(), images.max().item()
+    if low < -1.001 or high > 1.001:
+        raise DifusionError(
+            f"{path}: 'images' must lie in [-1, 1] as `difusion sample` writes them, got "
+            f"[{low:g}, {high:g}]"
+        )
+    if labels is not None:
+        if labels.dtype.kind not in "iu" or labels.shape != (len(images),):
+            raise DifusionError(
+                f"{path}: 'labels' must be {len(images)} integers (one per image), got "
+                f"{labels.dtype} of shape {labels.shape}"
+            )
+        labels = torch.from_numpy(labels.astype(np.int64))
+    seeds = seeds.reshape(-1).tolist() if seeds is not None else None
     return images, labels, {"seeds": [seeds[0], seeds[-1]] if seeds else None}
 
 
@@ -145,9 +222,22 @@ def evaluate(
     from difusion.metrics.precision_recall import precision_recall
 
     unknown = [m for m in metrics if m not in METRICS]
-    if unknown:
-        raise DifusionError(f"unknown metric {unknown[0]!r}; choose from: {', '.join(METRICS)}")
+    if unknown or not metrics:
+        what = f"unknown metric {unknown[0]!r}" if unknown else "no metric asked for"
+        raise DifusionError(f"{what}; choose from: {', '.join(METRICS)}")
+    if n_reference is not None and n_reference < 1:
+        raise DifusionError(f"--n-ref must be at least 1, got {n_reference}")
     dataset, split = parse_reference(reference)
+    ref_data = reference_data(f"{dataset}:{split}")
+    check_same_shape(images.shape[1:], f"{dataset}:{split}", ref_data.data.shape[1:])
+    need = min_samples(metrics)
+    n_ref = len(ref_data.data) if n_reference is None else min(n_reference, len(ref_data.data))
+    for what, count in (("samples", len(images)), (f"reference images of {reference}", n_ref)):
+        if count < need:
+            raise DifusionError(
+                f"{', '.join(metrics)} need at least {need} {what}, got {count}"
+                + ("; drop pr from --metrics for fewer" if "pr" in metrics else "")
+            )
     net = FeatureNetwork(features, dataset, device)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -157,10 +247,17 @@ def evaluate(
         timings[name] = round(now - start, 2)
         return now
 
-    ref = reference_features(net, dataset, split, n_reference, progress)
+    ref = reference_features(net, dataset, split, n_reference, progress, data=ref_data)
     t = lap("reference_features", t0)
     feats, logits = net(images)
     t = lap("sample_features", t)
+    if labels is not None and logits is not None and len(labels):
+        k = logits.shape[1]
+        if labels.min() < 0 or labels.max() >= k:
+            raise DifusionError(
+                f"the samples' labels must be classes 0..{k - 1} of {dataset}, got "
+                f"{labels.min().item()}..{labels.max().item()}"
+            )
     result = EvalResult(
         setup={
             "features": net.name,
@@ -193,6 +290,12 @@ def evaluate(
     return result
 
 
+def min_samples(metrics) -> int:
+    """The fewest samples (and reference images) ``metrics`` can be computed from: precision and
+    recall need more than k = 3 neighbours, the Fréchet distance and KID two."""
+    return 4 if "pr" in metrics else 2
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -202,6 +305,8 @@ def file_sha256(path: Path) -> str:
 
 
 def write_json(result: EvalResult, path: Path) -> Path:
+    """The result as JSON, written atomically (never half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"metrics": result.metrics, "setup": result.setup}, indent=2) + "\n")
-    return path
+    return write_text(
+        path, json.dumps({"metrics": result.metrics, "setup": result.setup}, indent=2) + "\n"
+    )

@@ -4,8 +4,8 @@ The bytes go to a hidden temporary file beside the target (``.NAME.tmp-PID``), a
 (fsync), and the temporary file is renamed over the target, which POSIX makes atomic: a reader, a
 kill or a full disk sees the old file or the new one, never a torn one. A write that fails removes
 its temporary file; one killed outright leaves it, and :func:`remove_stale` clears those at the next
-start. OS errors (no space, read-only, permission) become one-line :class:`FileWriteError`s that name
-the path and the cause.
+start. Logs grow by :func:`append_line`, one whole line per write. OS errors (no space, read-only,
+permission) become one-line :class:`FileWriteError`s that name the path and the cause.
 """
 
 from __future__ import annotations
@@ -72,6 +72,41 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def append_line(path: str | Path, line: str) -> None:
+    """Append ``line`` and a newline to ``path`` (created if missing) in one unbuffered write, so
+    the line reaches the OS at once. A write that fails part-way (no space) is cut back off: the
+    file ends with the previous complete line, never a torn one. A process killed in mid-write can
+    still leave a torn last line; :func:`complete_lines` drops it."""
+    path = Path(path)
+    data = (line.rstrip("\n") + "\n").encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise FileWriteError(describe_os_error(e, path)) from None
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            done = 0
+            while done < len(data):
+                done += os.write(fd, data[done:])
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise FileWriteError(describe_os_error(e, path)) from None
+    finally:
+        os.close(fd)
+
+
+def complete_lines(path: str | Path) -> list[str]:
+    """The lines of a text file that an appender finished (each ended by a newline): a torn last
+    line, left by a process killed in mid-write, is left out. A missing file has none."""
+    try:
+        text = Path(path).read_bytes().decode(errors="replace")
+    except FileNotFoundError:
+        return []
+    return text.split("\n")[:-1]
 
 
 def _alive(pid: int) -> bool:

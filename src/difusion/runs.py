@@ -10,12 +10,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from difusion.build import build_model, build_network
 from difusion.checkpoint import CHECKPOINT, load_checkpoint, load_module
 from difusion.config import Config, load_run_config
 from difusion.errors import CheckpointError
+from difusion.files import write_text
 from difusion.precision import autocast_dtype
 from difusion.sampling.pipeline import GenerativeModel, SampleSettings, sample_to_folder
 
@@ -87,7 +89,8 @@ def samples_for_eval(
     ``sample.sampler``, so a number's folder name says how it was drawn. ``guidance`` None takes
     the run's ``sample.guidance``, ``guidance_interval`` None its ``sample.guidance_interval``;
     ``variance`` None the run's ``diffusion.variance`` (ddpm only).
-    The wall time of the drawing is kept beside the samples in ``sampling_seconds.txt``."""
+    The wall time of the drawing is kept beside the samples in ``sampling_seconds.txt``. Cached
+    samples are reused only if :func:`cached_samples_fit` (else they are drawn again)."""
     run = load_run(run_dir, device)
     if len(run.shape) != 3:
         raise CheckpointError(f"{run_dir} is a run on 2-D points; evaluation scores images")
@@ -102,8 +105,22 @@ def samples_for_eval(
         variance=variance if sampler == "ddpm" else None,
     )
     folder = Path(run_dir) / settings.folder_name("eval", steps, variance)
-    if not (folder / "samples.npz").exists():
+    if not cached_samples_fit(folder / "samples.npz", n, run.shape, Path(run_dir) / CHECKPOINT):
         started = time.perf_counter()
         sample_to_folder(run.model, settings, folder, device=device, progress=progress)
-        (folder / "sampling_seconds.txt").write_text(f"{time.perf_counter() - started:.1f}\n")
+        write_text(folder / "sampling_seconds.txt", f"{time.perf_counter() - started:.1f}\n")
     return folder / "samples.npz", run
+
+
+def cached_samples_fit(path: Path, n: int, shape: tuple[int, ...], checkpoint: Path) -> bool:
+    """Whether ``path`` is a samples.npz to reuse: it loads, holds ``n`` finite ``images`` of
+    ``shape``, and was drawn after ``checkpoint`` was written (not from an earlier model of a
+    resumed or overwritten run)."""
+    try:
+        if path.stat().st_mtime < checkpoint.stat().st_mtime:
+            return False
+        with np.load(path) as f:
+            images = f["images"]
+    except Exception:  # missing, truncated, not a zip, no images: draw them again
+        return False
+    return images.shape == (n, *shape) and bool(np.isfinite(images).all())

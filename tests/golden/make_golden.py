@@ -82,7 +82,7 @@ def train_runs() -> None:
     for name, overrides in RUNS.items():
         out = HERE / "checkpoints" / name
         cfg = load_config("digits", [*TINY, *overrides])
-        train(cfg, out, progress=False, final_samples=False)
+        train(cfg, out, progress=False, final_samples=False, overwrite=True)
         # keep the EMA weights and the meta only: the checkpoint stays a few hundred kB
         groups, _ = load_checkpoint(out / CHECKPOINT, prefixes=("ema",))
         with safe_open(str(out / CHECKPOINT), "pt") as f:

@@ -106,6 +106,30 @@ def _reading(name):
         raise DifusionError(f"{name}: could not read the run ({type(e).__name__}: {e})") from None
 
 
+def check_address(host: str, port: int | None) -> None:
+    """Refuse, before serving, an address this machine cannot serve on: a host that is not one of
+    its addresses, or a port that is taken (``port`` None: only the host is checked)."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port or 0, 0, socket.SOCK_STREAM
+        )[0]
+    except (socket.gaierror, UnicodeError) as e:
+        raise DifusionError(f"--host {host!r} is not an address ({e}); try 127.0.0.1") from None
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+        try:
+            s.bind(address)
+        except OSError as e:
+            where = f"port {port} on {host}" if port else f"{host}"
+            fix = "choose another --port, or leave it out for the first free one from 7860"
+            raise DifusionError(
+                f"cannot serve on {where} ({e.strerror or e}); "
+                + (fix if port else "give an address of this machine, e.g. 127.0.0.1")
+            ) from None
+
+
 # -- which runs the page may open -------------------------------------------------------------------
 
 
@@ -114,7 +138,7 @@ def run_objective(run_dir: Path) -> str:
     ``autoencoder``, ...; ``missing`` when there is no readable config.yaml."""
     try:
         values = yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8
         return "missing"
     return str(values.get("objective", "diffusion")) if isinstance(values, dict) else "missing"
 
@@ -754,6 +778,7 @@ __all__ = [
     "SCHEDULE_CHOICE",
     "RunRefused",
     "RunRegistry",
+    "check_address",
     "compare_samplers",
     "dataset_example",
     "forward_path",

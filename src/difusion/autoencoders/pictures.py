@@ -10,7 +10,7 @@ from torch import Tensor
 
 from difusion.autoencoders.losses import corrupt
 from difusion.autoencoders.measures import PCA
-from difusion.viz import save_grid
+from difusion.viz import save_figure, save_grid
 
 
 @torch.no_grad()
@@ -52,9 +52,7 @@ def save_latent_map(model, x: Tensor, labels: Tensor | None, out: Path, title: s
     ax.set_yticks([])
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 @torch.no_grad()

@@ -17,14 +17,14 @@ __all__ = [
 
 
 def is_autoencoder_run(run_dir: Path) -> bool:
-    """True when ``run_dir`` holds a run of ``objective: autoencoder``."""
-    import yaml
+    """True when ``run_dir`` holds a run of ``objective: autoencoder``; a config.yaml that cannot
+    be read (not UTF-8, not YAML) is a one-line ConfigError naming it."""
+    from difusion.config import load_yaml
 
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         return False
-    data = yaml.safe_load(path.read_text()) or {}
-    return isinstance(data, dict) and data.get("objective") == "autoencoder"
+    return load_yaml(path).get("objective") == "autoencoder"
 
 
 def sample_autoencoder_run(
@@ -88,13 +88,15 @@ def autoencoder_cli(
 
     t0 = time.perf_counter()
     if command == "sample":
-        n = n or 64
+        n = 64 if n is None else n
+        if not 1 <= n <= 1_000_000:
+            raise DifusionError(f"--n must be in 1..1,000,000, got {n}")
         written, note = sample_autoencoder_run(run_dir, n, seed, out)
         typer.echo(f"{n} prior samples of {run_dir} in {time.perf_counter() - t0:.1f} s ({note}):")
         for name, p in written.items():
             typer.echo(f"  {name:12s} {p}")
         return
-    m, path = eval_autoencoder_run(run_dir, n or 1000, out=out, progress=progress)
+    m, path = eval_autoencoder_run(run_dir, 1000 if n is None else n, out=out, progress=progress)
     typer.echo("\n".join(measure_lines(m)))
     typer.echo(f"({time.perf_counter() - t0:.0f} s) written: {path}")
 
@@ -106,5 +108,5 @@ def eval_autoencoder_lines(run_dir: Path, opts, device) -> list[str]:
     from difusion.autoencoders.scoring import measure_lines
 
     t0 = time.perf_counter()
-    m, path = eval_autoencoder_run(run_dir, opts.n or 1000, out=opts.out, progress=opts.progress)
+    m, path = eval_autoencoder_run(run_dir, opts.n, out=opts.out, progress=opts.progress)
     return [*measure_lines(m), f"({time.perf_counter() - t0:.0f} s) written: {path}"]

@@ -30,6 +30,7 @@ from difusion.autoencoders.pictures import (
     save_reconstructions,
 )
 from difusion.config import Config
+from difusion.files import atomic_path, write_text
 
 
 def test_images(cfg: Config, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -164,7 +165,8 @@ def write_samples(model, folder: Path, n: int, seed: int) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     grid, images = save_prior_samples(model, folder / "samples.png", n, seed)
     npz = folder / "samples.npz"
-    np.savez(npz, images=images.float().numpy(), seeds=np.arange(seed, seed + n))
+    with atomic_path(npz) as tmp, open(tmp, "wb") as f:  # a file object: no .npz appended
+        np.savez(f, images=images.float().numpy(), seeds=np.arange(seed, seed + n))
     return {"samples": grid, "samples_npz": npz}
 
 
@@ -198,5 +200,4 @@ def measure_lines(m: dict) -> list[str]:
 
 
 def write_measures(m: dict, path: Path) -> Path:
-    path.write_text(json.dumps(m, indent=2) + "\n")
-    return path
+    return write_text(path, json.dumps(m, indent=2) + "\n")

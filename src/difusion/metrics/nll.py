@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from difusion.diffusion.likelihood import vlb_bits_per_dim
 from difusion.errors import DifusionError
+from difusion.files import write_text
 
 
 def run_nll(
@@ -43,6 +44,8 @@ def run_nll(
     cfg = run.config
     if len(run.shape) != 3:
         raise DifusionError("--nll scores images; this run is on 2-D points")
+    if n < 1:
+        raise DifusionError(f"the NLL needs at least 1 image (--nll-images), got {n}")
     variance = variance or ("learned" if cfg.diffusion.learn_sigma else cfg.diffusion.variance)
     if variance == "learned" and not cfg.diffusion.learn_sigma:
         raise DifusionError("this run has a fixed variance; use --variance beta or beta_tilde")
@@ -97,10 +100,10 @@ def run_nll(
 
 
 def write_nll(result: dict, out: Path) -> Path:
+    """The result as JSON, written atomically (never half a file)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    return out
+    return write_text(out, json.dumps(result, indent=2) + "\n")
 
 
 def nll_line(result: dict) -> str:

@@ -56,6 +56,10 @@ def run_ode_nll(
 
     if len(run.shape) != 3:
         raise DifusionError("--ode-steps scores images; this run is on 2-D points")
+    if n < 1 or steps < 1:
+        raise DifusionError(
+            f"the ODE likelihood needs n >= 1 images and steps >= 1, got {n}, {steps}"
+        )
     if run.config.model.class_conditional:
         raise DifusionError("the ODE likelihood is for unconditional runs; this one is conditional")
     data = build_dataset(run.config, split=split)

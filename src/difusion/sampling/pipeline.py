@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from difusion.errors import ConfigError
+from difusion.files import atomic_path
 from difusion.sampling.denoiser import ModelDenoiser
 from difusion.sampling.guidance import GuidedDenoiser, check_interval, interval_suffix
 from difusion.sampling.noise import PerImageNoise, seeds_for
@@ -299,7 +300,8 @@ def _frame(step, lim: float, data: torch.Tensor | None, decode=None) -> np.ndarr
 def write_samples(
     samples: Samples, out_dir: Path, data: torch.Tensor | None = None, nrow: int | None = None
 ) -> dict[str, Path]:
-    """samples.png (or samples_scatter.png for points), trajectory.gif and samples.npz in ``out_dir``."""
+    """samples.png (or samples_scatter.png for points), trajectory.gif and samples.npz in ``out_dir``,
+    each written atomically (a reader, a kill or a full disk never sees half a file)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     arrays = {"seeds": np.asarray(samples.seeds)}
@@ -313,10 +315,12 @@ def write_samples(
     else:
         arrays["images"] = samples.x.float().clamp(-1, 1).numpy()
         written["grid"] = save_grid(samples.x, out_dir / "samples.png", nrow=nrow)
-    np.savez_compressed(out_dir / "samples.npz", **arrays)
-    written["npz"] = out_dir / "samples.npz"
     if samples.frames:
         written["gif"] = save_gif(samples.frames, out_dir / "trajectory.gif")
+    # last: a samples.npz says the folder is complete (eval reuses it, experiments look for it)
+    with atomic_path(out_dir / "samples.npz") as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)  # to a file object: no .npz appended to the name
+    written["npz"] = out_dir / "samples.npz"
     return written
 
 

@@ -104,6 +104,8 @@ def save_comparison(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from difusion.viz import save_figure
+
     n = len(images)
     fig, axes = plt.subplots(n, 4, figsize=(12, 3 * n), squeeze=False)
     for i in range(n):
@@ -121,9 +123,7 @@ def save_comparison(
                 ax.set_title(titles[j])
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=80)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=80)
 
 
 __all__ = [

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from difusion.config import Config
 from difusion.errors import CheckpointError
+from difusion.files import write_text
 from difusion.nn.unet_seg import UNetSeg, output_size
 from difusion.segmentation.data import load_images
 from difusion.segmentation.elastic import elastic_deform, flip_rotate, grey_values
@@ -188,7 +189,7 @@ def evaluate_run_network(
         suffix = "" if src == (source or s.data) and source is None else f"-{src}"
         scores.update(data=src, images=len(images), tile=s.tile, instances=s.instances)
         path = out_dir / f"scores{suffix}.json"
-        path.write_text(json.dumps(_public(scores), indent=2) + "\n")
+        write_text(path, json.dumps(_public(scores), indent=2) + "\n")
         outputs[f"scores{suffix}"] = path
         k = min(3, len(images))
         preds = scores["_predictions"][:k]

@@ -3,6 +3,13 @@
 A run is a folder: config.yaml, metrics.jsonl, checkpoint.safetensors, previews/, and at the end
 loss.png and the samples (grid or scatter, trajectory.gif, samples.npz). ``train(cfg, run_dir)``
 starts a run; ``train(None, run_dir, resume=True)`` continues a killed one from its checkpoint.
+
+A run folder is never silently destroyed: a new run refuses a folder that holds another one unless
+``overwrite=True`` (``--overwrite``), and a resume refuses a folder without a checkpoint. Every file
+is written atomically (``files.atomic_path``) or, for metrics.jsonl, appended a line at a time; a
+resume drops a torn last line and the lines of steps after the checkpoint (trained again), and
+rewrites config.yaml only once the checkpoint has loaded. Temporary files of killed writes are
+removed at the next start.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import time
 from dataclasses import dataclass
@@ -27,7 +35,8 @@ from difusion.checkpoint import (
     save_checkpoint,
 )
 from difusion.config import Config, load_run_config, save_config
-from difusion.errors import ConfigError, TrainingError
+from difusion.errors import CheckpointError, ConfigError, DifusionError, TrainingError
+from difusion.files import FileWriteError, append_line, complete_lines, remove_stale, write_text
 from difusion.nn import num_parameters
 from difusion.precision import autocast_dtype
 from difusion.sampling.pipeline import bar_interval
@@ -48,6 +57,7 @@ class RunResult:
     images_per_second: float
     final_loss: float | None
     outputs: dict
+    stopped: bool = False  # stopped early (Ctrl-C, SIGTERM) with a checkpoint saved: resumable
 
 
 class _StopSignal:
@@ -73,43 +83,148 @@ class _StopSignal:
             signal.signal(sig, old)
 
 
+# Any of these in a folder: it holds a run (a new run refuses it unless asked to overwrite).
+RUN_MARKERS = ("config.yaml", CHECKPOINT, "metrics.jsonl")
+# What --overwrite deletes before the new run starts: the files that say what the old run was
+# (besides config.yaml, rewritten) and its previews/. Other files stay; cached samples in eval-*/
+# older than the new checkpoint are drawn again (runs.samples_for_eval).
+OLD_RUN_FILES = (
+    CHECKPOINT,
+    "metrics.jsonl",
+    "report.md",
+    "loss.png",
+    "samples.npz",
+    "samples.png",
+    "samples_scatter.png",
+    "trajectory.gif",
+    "measures.json",
+    "scores.json",
+)
+
+
+def _q(path: Path) -> str:
+    return shlex.quote(str(path))
+
+
+def check_run_folder(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse, before anything is written, a resume without a checkpoint and a new run into a
+    folder that holds another run (unless ``overwrite``)."""
+    if resume:
+        if not (run_dir / CHECKPOINT).is_file():
+            raise CheckpointError(
+                f"{run_dir} has no checkpoint yet (the run stopped before its first one); start "
+                f"it again with `difusion train {_q(run_dir / 'config.yaml')} --out {_q(run_dir)} "
+                "--overwrite`"
+            )
+        return
+    held = [name for name in RUN_MARKERS if (run_dir / name).exists()]
+    if held and not overwrite:
+        again = (
+            f"resume it with `difusion train --resume {_q(run_dir)}`, "
+            if CHECKPOINT in held
+            else ""
+        )
+        raise DifusionError(
+            f"{run_dir} already holds a run ({', '.join(held)}); {again}choose another --out, or "
+            "add --overwrite to replace it"
+        )
+
+
+def _clear_old_run(run_dir: Path) -> None:
+    """--overwrite: delete the old run's files (:data:`OLD_RUN_FILES`) and previews."""
+    for name in OLD_RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    previews = run_dir / "previews"
+    if previews.is_dir():
+        for p in previews.glob("step_*.png"):
+            p.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not empty: someone else's files, kept
+            previews.rmdir()
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """On resume: keep the complete records up to the checkpoint's ``step``. A torn last line (a
+    kill in mid-write) and the records of later steps, which the resumed run logs again, go."""
+    lines = complete_lines(path)
+    kept = []
+    for line in lines:
+        with contextlib.suppress(json.JSONDecodeError):
+            record = json.loads(line)
+            at = record.get("step", 0) if isinstance(record, dict) else None
+            if isinstance(at, int | float) and at <= step:
+                kept.append(line)
+    text = "".join(line + "\n" for line in kept)
+    if not path.is_file() or path.read_bytes() != text.encode():
+        write_text(path, text)
+
+
+def _checkpoint_note(run_dir: Path) -> str:
+    """What survives a failed run: the step of the intact checkpoint, or that there is none."""
+    try:
+        _, info = load_checkpoint(run_dir / CHECKPOINT, prefixes=())
+    except CheckpointError:
+        return "no checkpoint was written yet"
+    return (
+        f"the checkpoint of step {info['meta'].get('step')} is intact: "
+        f"`difusion train --resume {_q(run_dir)}` goes on from it"
+    )
+
+
 def train(
     cfg: Config | None,
     run_dir: str | Path,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     final_samples: bool = True,
 ) -> RunResult:
     """Train the diffusion model of ``cfg`` into ``run_dir`` (Ho et al. 2020, Algorithm 1).
 
     With ``resume=True`` the config and all state come from ``run_dir``'s checkpoint; ``cfg``, if
-    given, replaces the stored config (for example to extend ``train.minutes``).
+    given, replaces the stored config (for example to extend ``train.minutes``). A new run refuses
+    a folder that holds another run unless ``overwrite=True``, which deletes the old run's
+    checkpoint, metrics, report, pictures and samples first. A run stopped by Ctrl-C or SIGTERM
+    saves a checkpoint and returns with ``stopped=True``.
     """
     run_dir = Path(run_dir)
+    stored = None
+    if resume and overwrite:
+        raise ConfigError("--overwrite starts a new run; it cannot be combined with --resume")
+    if resume:
+        stored = load_run_config(run_dir)
+        cfg = cfg or stored
+    if cfg is None:
+        raise ConfigError("train() needs a config, or resume=True with a run folder")
+    if cfg.train.steps is None and cfg.train.minutes is None:
+        raise ConfigError("set train.steps or train.minutes (e.g. --minutes 10) so the run can end")
+    check_run_folder(run_dir, resume=resume, overwrite=overwrite)
     d = distributed.setup()
     device = distributed.default_device()
     try:
-        if resume:
-            stored = load_run_config(run_dir)
-            cfg = cfg or stored
-        if cfg is None:
-            raise ConfigError("train() needs a config, or resume=True with a run folder")
-        if cfg.train.steps is None and cfg.train.minutes is None:
-            raise ConfigError(
-                "set train.steps or train.minutes (e.g. --minutes 10) so the run can end"
-            )
         threads = cfg.train.threads or max(1, (os.cpu_count() or 1) // max(1, d.world_size))
         if device.type == "cpu":
             torch.set_num_threads(threads)
-        return _train(cfg, run_dir, d, device, resume, progress and d.is_main, final_samples)
+        return _train(
+            cfg, stored, run_dir, d, device, overwrite, progress and d.is_main, final_samples
+        )
+    except FileWriteError as e:  # no space, read-only, permission: say what is left
+        raise FileWriteError(f"{e}; {_checkpoint_note(run_dir)}") from None
     finally:
         distributed.teardown(d)
 
 
 def _train(
-    cfg: Config, run_dir: Path, d, device, resume: bool, progress: bool, final_samples: bool
+    cfg: Config,
+    stored: Config | None,
+    run_dir: Path,
+    d,
+    device,
+    overwrite: bool,
+    progress: bool,
+    final_samples: bool,
 ) -> RunResult:
+    resume = stored is not None
     tc = cfg.train
     torch.manual_seed(tc.seed)
     objective = build_objective(cfg, device)
@@ -123,10 +238,11 @@ def _train(
     data_gen = torch.Generator().manual_seed(tc.seed * 1000 + d.rank)
     loss_gen = torch.Generator().manual_seed(tc.seed * 1000 + 500 + d.rank)
     step, elapsed = 0, 0.0
+    window_loss, window_n = 0.0, 0  # the loss summed since the last metrics line
     ckpt_path = run_dir / CHECKPOINT
     metrics_path = run_dir / "metrics.jsonl"
 
-    if resume and ckpt_path.exists():
+    if resume:
         groups, info = load_checkpoint(ckpt_path)
         load_module(network, groups["model"], ckpt_path)
         load_module(ema.model, groups["ema"], ckpt_path)
@@ -134,6 +250,8 @@ def _train(
         objective.load_state(groups.get("objective", {}))
         meta = info["meta"]
         step, elapsed = int(meta["step"]), float(meta["elapsed"])
+        # a resumed run logs the same averages as one never stopped
+        window_loss, window_n = float(meta.get("window_loss", 0.0)), int(meta.get("window_n", 0))
         rng = groups.get("rng", {})
         if d.rank == 0 and "data" in rng:  # other ranks re-derive theirs from the step
             data_gen.set_state(rng["data"])
@@ -141,15 +259,18 @@ def _train(
         else:
             data_gen.manual_seed(tc.seed * 1000 + d.rank + 7919 * step)
             loss_gen.manual_seed(tc.seed * 1000 + 500 + d.rank + 7919 * step)
+        if d.is_main:  # the checkpoint loaded: now the folder may change
+            remove_stale(run_dir)
+            _trim_metrics(metrics_path, step)
+            if cfg.to_dict() != stored.to_dict():
+                save_config(cfg, run_dir / "config.yaml")
     elif d.is_main:
-        if ckpt_path.exists():
-            raise ConfigError(
-                f"{run_dir} already holds a run; resume it with --resume or pick --out"
-            )
         run_dir.mkdir(parents=True, exist_ok=True)
-        metrics_path.write_text("")
-    if d.is_main:
+        remove_stale(run_dir)
+        if overwrite:
+            _clear_old_run(run_dir)
         save_config(cfg, run_dir / "config.yaml")
+        write_text(metrics_path, "")
 
     model = network
     if d.enabled:
@@ -165,13 +286,12 @@ def _train(
             p = max(p, elapsed / (60.0 * tc.minutes))
         return p
 
-    saved_step: int | None = step if resume and ckpt_path.exists() else None
+    saved_step: int | None = step if resume else None
 
     def checkpoint() -> None:
         nonlocal saved_step
         if not d.is_main:
             return
-        saved_step = step
         save_checkpoint(
             ckpt_path,
             model=network,
@@ -182,16 +302,18 @@ def _train(
             meta={
                 "step": step,
                 "elapsed": elapsed,
+                "window_loss": window_loss,
+                "window_n": window_n,
                 "params": num_parameters(network),
                 "objective": cfg.objective,
                 **objective.meta(),
             },
         )
+        saved_step = step
 
     def log(record: dict) -> None:
         if d.is_main:
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_line(metrics_path, json.dumps(record))
 
     n_params = num_parameters(network)
     if d.is_main and progress:
@@ -214,13 +336,14 @@ def _train(
         mininterval=bar_interval(),
         bar_format="{l_bar}{bar}| {n}/{total} s of budget{postfix}" if time_bar else None,
     )
-    window_loss, window_n, window_t = 0.0, 0, time.perf_counter()
+    window_t = time.perf_counter()
     last_loss: float | None = None
     last_ckpt = time.perf_counter()
     images_seen = 0
     train_start = time.perf_counter()
     start_elapsed = elapsed
     network.train()
+    stopped = False
     with _StopSignal() as stop:
         while True:
             now = time.perf_counter()
@@ -229,6 +352,7 @@ def _train(
                 [progress_of(step, elapsed), float(stop.requested)], d, device
             )
             if p >= 1.0 or stop_flag > 0:
+                stopped = p < 1.0  # Ctrl-C or SIGTERM before the budget was spent
                 break
             for group in optimizer.param_groups:
                 group["lr"] = tc.lr * lr_factor(step, p, tc.warmup_steps, tc.min_lr_ratio)
@@ -297,7 +421,6 @@ def _train(
                 }
             )
         checkpoint()
-        interrupted = stop.requested
 
     seconds = time.perf_counter() - train_start
     rate = images_seen / max(seconds, 1e-9)
@@ -309,22 +432,22 @@ def _train(
                 run_dir / "loss.png",
                 title=f"{cfg.name}: {objective.loss_label}",
             )
-        if interrupted:
-            tqdm.write(
-                f"difusion: stopped at step {step}; checkpoint saved. Resume with: "
-                f"difusion train --resume {run_dir}"
-            )
-        elif final_samples:
+        if final_samples and not stopped:
             outputs.update(objective.finish(ema.model, run_dir, amp, progress))
         _write_report(
-            cfg, objective, run_dir, step, elapsed, rate, last_loss, n_params, amp, outputs, d
-        )
-    return RunResult(run_dir, step, elapsed, rate, last_loss, outputs)
+            cfg, objective, run_dir, step, elapsed, rate, last_loss, n_params, amp, outputs, d,
+            stopped=stopped,
+        )  # fmt: skip
+    return RunResult(run_dir, step, elapsed, rate, last_loss, outputs, stopped)
 
 
 def _write_report(
-    cfg, objective, run_dir: Path, step, elapsed, rate, last_loss, n_params, amp, outputs, d
-):
+    cfg, objective, run_dir: Path, step, elapsed, rate, last_loss, n_params, amp, outputs, d, *,
+    stopped: bool,
+):  # fmt: skip
+    again = (
+        f"stopped early (Ctrl-C or SIGTERM); resume with `difusion train --resume {_q(run_dir)}`"
+    )
     lines = [
         f"# Run {run_dir.name}",
         "",
@@ -333,10 +456,11 @@ def _write_report(
         f"- steps: {step}; wall time: {elapsed / 60:.1f} min; {rate:.0f} images/s; "
         f"precision: {'bf16 autocast' if amp else 'fp32'}; processes: {d.world_size}",
         f"- last logged loss: {last_loss:.4f}" if last_loss is not None else "- no loss logged",
+        *([f"- {again}"] if stopped else []),
         *objective.report_lines(),
         "",
     ]
     for key, p in outputs.items():
         if Path(p).suffix in (".png", ".gif"):
             lines.append(f"![{key}]({Path(p).name})")
-    (run_dir / "report.md").write_text("\n".join(lines) + "\n")
+    write_text(run_dir / "report.md", "\n".join(lines) + "\n")

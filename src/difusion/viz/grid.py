@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from difusion.files import atomic_path
+
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """(N, C, H, W) in [-1, 1] -> (N, H, W, C) uint8 in [0, 255]."""
@@ -46,9 +48,16 @@ def default_scale(images: torch.Tensor) -> int:
     return max(1, 96 // h) if h < 96 else 1
 
 
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
-    """Save a grid of (N, C, H, W) images in [-1, 1] as a PNG; returns the path."""
+def save_image(picture: np.ndarray, path: str | Path) -> Path:
+    """Write a uint8 picture (H, W, 3) atomically, in the format its suffix names (PNG if none)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(make_grid(images, nrow, scale=default_scale(images))).save(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    with atomic_path(path) as tmp:  # the temporary name ends in .tmp-PID: name the format
+        Image.fromarray(picture).save(tmp, format=fmt)
     return path
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
+    """Save a grid of (N, C, H, W) images in [-1, 1] as a PNG; returns the path."""
+    return save_image(make_grid(images, nrow, scale=default_scale(images)), path)

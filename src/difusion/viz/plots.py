@@ -12,6 +12,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from difusion.files import atomic_path  # noqa: E402
+
+
+def save_figure(fig, out: str | Path, **savefig) -> Path:
+    """Write a matplotlib figure atomically, in the format its suffix names (PNG if none), and
+    close it; ``savefig`` goes to ``Figure.savefig`` (dpi=...)."""
+    out = Path(out)
+    try:
+        with atomic_path(out) as tmp:  # the temporary name ends in .tmp-PID: name the format
+            fig.savefig(tmp, format=out.suffix[1:].lower() or "png", **savefig)
+    finally:
+        plt.close(fig)
+    return out
+
 
 def read_metrics(path: str | Path) -> list[dict]:
     """The records of a run's metrics.jsonl (lines that fail to parse, e.g. a torn last line, are skipped)."""
@@ -43,9 +57,7 @@ def plot_loss(metrics_path: str | Path, out: str | Path, title: str = "") -> Pat
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return Path(out)
+    return save_figure(fig, out)
 
 
 def plot_points(
@@ -63,9 +75,7 @@ def plot_points(
     ax.legend(loc="upper right", fontsize=8, markerscale=4)
     ax.set_title(title or "samples over data")
     fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return Path(out)
+    return save_figure(fig, out)
 
 
 def points_frame(x: torch.Tensor, data: torch.Tensor, lim: float, label: str) -> np.ndarray:
