@@ -147,3 +147,14 @@ def test_intervals_include_and_exclude_their_bounds():
     assert _in_interval(0.0, "[0, 1)") and not _in_interval(1.0, "[0, 1)")
     assert not _in_interval(0.0, "(0, inf]") and _in_interval(float("inf"), "(0, inf]")
     assert not _in_interval(float("nan"), "(-inf, inf)")
+
+
+def test_attention_heads_must_divide_the_channels():
+    from difusion.build import build_network
+
+    for override in ("model.num_heads=3", "model.base_channels=7"):
+        cfg = load_config("digits", [override])
+        with pytest.raises(ConfigError, match="model.num_heads"):
+            build_network(cfg, (1, 8, 8), 10)
+    cfg = load_config("digits", ["model.num_heads=2"])
+    assert build_network(cfg, (1, 8, 8), 10) is not None

@@ -64,6 +64,13 @@ def build_network(cfg: Config, shape: tuple[int, ...], num_classes: int | None) 
             f"model.patch_size={p} does not split {cfg.data.name}'s {shape[1]}x{shape[2]} images "
             "into patches; use 1 or a common divisor of height and width"
         )
+    widths = [m.base_channels * m.channel_mult[level] for level in m.attention_levels]
+    if any(width % m.num_heads for width in widths):
+        raise ConfigError(
+            f"model.num_heads={m.num_heads} must divide the channels of every attention level "
+            f"({', '.join(map(str, widths))} = model.base_channels x model.channel_mult); choose "
+            "a divisor, or other base_channels"
+        )
     return UNet(
         in_channels=shape[0],
         out_channels=shape[0] * (2 if cfg.diffusion.learn_sigma else 1),  # + v of improved DDPM
