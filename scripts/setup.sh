@@ -2,7 +2,7 @@
 # Set up difusion on a fresh machine: a virtual environment in .venv, the package, and Fashion-MNIST.
 #   scripts/setup.sh          runtime dependencies
 #   scripts/setup.sh --test   plus the test dependencies (pytest, ruff, diffusers, gradio,
-#                             playwright) and Debian's chromium where apt can install it
+#                             playwright, tensorboard) and Debian's chromium where apt can install it
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -109,6 +109,9 @@ class TrainConfig:
     threads: int | None = within(None, "[1, inf)")
     # class-conditional models: share of labels dropped to the null class (CFG)
     p_uncond: float = within(0.1, "[0, 1)")
+    # where the metrics go: jsonl (metrics.jsonl) or tensorboard (metrics.jsonl and, beside it,
+    # TensorBoard events in RUN/tensorboard/: every metric, the previews and the final samples)
+    log: str = "jsonl"
 
 
 @dataclass
@@ -413,6 +416,7 @@ def choices() -> dict[str, tuple]:
         "diffusion.loss": ("simple", "hybrid", "vlb"),
         "diffusion.weighting": WEIGHTINGS,
         "train.precision": ("auto", "bf16", "fp32"),
+        "train.log": ("jsonl", "tensorboard"),
         "sample.sampler": SAMPLERS,
         "autoencoder.kind": KINDS,
         "autoencoder.network": NETWORKS,

@@ -1,8 +1,10 @@
 """One training loop for every objective: AdamW, warm-up, clipping, EMA, bf16, checkpoints, resume, DDP.
 
 A run is a folder: config.yaml, metrics.jsonl, checkpoint.safetensors, previews/, and at the end
-loss.png and the samples (grid or scatter, trajectory.gif, samples.npz). ``train(cfg, run_dir)``
-starts a run; ``train(None, run_dir, resume=True)`` continues a killed one from its checkpoint.
+loss.png and the samples (grid or scatter, trajectory.gif, samples.npz); with
+``train.log=tensorboard`` also tensorboard/, the same metrics and pictures as TensorBoard events
+(training/tensorboard_log.py). ``train(cfg, run_dir)`` starts a run; ``train(None, run_dir,
+resume=True)`` continues a killed one from its checkpoint.
 
 A run folder is never silently destroyed: a new run refuses a folder that holds another one unless
 ``overwrite=True`` (``--overwrite``), and a resume refuses a folder without a checkpoint. Every file
@@ -44,6 +46,7 @@ from difusion.training import distributed
 from difusion.training.ema import EMA
 from difusion.training.objectives import build_objective
 from difusion.training.schedule import lr_factor
+from difusion.training.tensorboard_log import TENSORBOARD_DIR, TensorBoardLog, require_tensorboard
 from difusion.viz import plot_loss
 
 __all__ = ["CHECKPOINT", "RunResult", "load_run_config", "train"]
@@ -131,15 +134,16 @@ def check_run_folder(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
 
 
 def _clear_old_run(run_dir: Path) -> None:
-    """--overwrite: delete the old run's files (:data:`OLD_RUN_FILES`) and previews."""
+    """--overwrite: delete the old run's files (:data:`OLD_RUN_FILES`), previews and TensorBoard
+    events."""
     for name in OLD_RUN_FILES:
         (run_dir / name).unlink(missing_ok=True)
-    previews = run_dir / "previews"
-    if previews.is_dir():
-        for p in previews.glob("step_*.png"):
-            p.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):  # not empty: someone else's files, kept
-            previews.rmdir()
+    for folder, pattern in (("previews", "step_*.png"), (TENSORBOARD_DIR, "events.out.tfevents.*")):
+        if (run_dir / folder).is_dir():
+            for p in (run_dir / folder).glob(pattern):
+                p.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # not empty: someone else's files, kept
+                (run_dir / folder).rmdir()
 
 
 def _trim_metrics(path: Path, step: int) -> None:
@@ -198,6 +202,8 @@ def train(
         raise ConfigError("train() needs a config, or resume=True with a run folder")
     if cfg.train.steps is None and cfg.train.minutes is None:
         raise ConfigError("set train.steps or train.minutes (e.g. --minutes 10) so the run can end")
+    if cfg.train.log == "tensorboard":
+        require_tensorboard()
     check_run_folder(run_dir, resume=resume, overwrite=overwrite)
     d = distributed.setup()
     device = distributed.default_device()
@@ -205,9 +211,18 @@ def train(
         threads = cfg.train.threads or max(1, (os.cpu_count() or 1) // max(1, d.world_size))
         if device.type == "cpu":
             torch.set_num_threads(threads)
-        return _train(
-            cfg, stored, run_dir, d, device, overwrite, progress and d.is_main, final_samples
-        )
+        with contextlib.ExitStack() as closing:  # the TensorBoard writer, however the run ends
+            return _train(
+                cfg,
+                stored,
+                run_dir,
+                d,
+                device,
+                overwrite,
+                progress and d.is_main,
+                final_samples,
+                closing,
+            )
     except FileWriteError as e:  # no space, read-only, permission: say what is left
         raise FileWriteError(f"{e}; {_checkpoint_note(run_dir)}") from None
     finally:
@@ -223,6 +238,7 @@ def _train(
     overwrite: bool,
     progress: bool,
     final_samples: bool,
+    closing: contextlib.ExitStack,
 ) -> RunResult:
     resume = stored is not None
     tc = cfg.train
@@ -271,6 +287,10 @@ def _train(
             _clear_old_run(run_dir)
         save_config(cfg, run_dir / "config.yaml")
         write_text(metrics_path, "")
+    board: TensorBoardLog | None = None  # rank 0 of a train.log=tensorboard run
+    if d.is_main and tc.log == "tensorboard":
+        board = TensorBoardLog(run_dir, resume_step=step if resume else None)
+        closing.callback(board.close)
 
     model = network
     if d.enabled:
@@ -310,10 +330,14 @@ def _train(
             },
         )
         saved_step = step
+        if board is not None:
+            board.flush()
 
     def log(record: dict) -> None:
         if d.is_main:
             append_line(metrics_path, json.dumps(record))
+            if board is not None:
+                board.scalars(record)
 
     n_params = num_parameters(network)
     if d.is_main and progress:
@@ -404,7 +428,10 @@ def _train(
             else:
                 bar.update(1)
             if tc.sample_every and step % tc.sample_every == 0 and d.is_main:
-                objective.preview(ema.model, run_dir / "previews" / f"step_{step:07d}.png", amp)
+                preview = run_dir / "previews" / f"step_{step:07d}.png"
+                objective.preview(ema.model, preview, amp)
+                if board is not None:
+                    board.image("preview", preview, step)
                 network.train()
             if time.perf_counter() - last_ckpt > 60.0 * tc.checkpoint_minutes:
                 elapsed = start_elapsed + (time.perf_counter() - train_start)
@@ -434,6 +461,11 @@ def _train(
             )
         if final_samples and not stopped:
             outputs.update(objective.finish(ema.model, run_dir, amp, progress))
+        if board is not None:  # the final pictures; the loss curve is the scalar 'loss'
+            for key, path in outputs.items():
+                if key != "loss_plot" and isinstance(path, str | Path):
+                    board.image(Path(path).stem, path, step)  # samples, samples_scatter, ...
+            board.flush()
         _write_report(
             cfg, objective, run_dir, step, elapsed, rate, last_loss, n_params, amp, outputs, d,
             stopped=stopped,
