@@ -472,7 +472,7 @@ def test_ui_builds_with_no_runs():
 
     demo = build_app(ex.RunRegistry([]))
     labels = {getattr(b, "label", None) for b in demo.blocks.values()}
-    assert {"x_t", "samples", "t"} <= labels
+    assert {"x_t", "samples", "t", "p(cell | x), overlap-tile", "instances"} <= labels
 
 
 def test_latent_space_of_a_tiny_autoencoder(tmp_path, digits_cond_run):
@@ -498,3 +498,160 @@ def test_latent_space_of_a_tiny_autoencoder(tmp_path, digits_cond_run):
         ex.latent_space(reg, str(run_dir), index_a=999)
     with pytest.raises(ex.RunRefused):
         ex.latent_space(reg, "/etc")
+
+
+# -- segmentation (the U-Net chapter) ----------------------------------------------------------------
+
+SEG_TINY = [
+    "segmentation.base_channels=4",
+    "segmentation.depth=2",
+    "segmentation.tile=92",  # 92 -> 52: a 100x100 image takes 2 x 2 tiles
+    "segmentation.n_train=2",
+    "segmentation.n_test=1",
+    "segmentation.image_size=64",
+    "segmentation.eval_real=false",
+    "train.batch_size=2",
+    "train.warmup_steps=5",
+]
+
+
+@pytest.fixture(scope="module")
+def seg_run(tmp_path_factory):
+    """The seg-cells preset with a 4-channel, depth-2 U-Net trained for 15 steps on 2 images."""
+    cfg = load_config("seg-cells", [*SEG_TINY, "train.steps=15", "train.minutes=null"])
+    out = tmp_path_factory.mktemp("seg") / "run"
+    return train(cfg, out, progress=False, final_samples=False).run_dir
+
+
+def test_segmentation_tab_shows_the_runs_maps(seg_run, digits_cond_run):
+    from difusion.data.cells import synthetic_cells
+    from difusion.metrics.segmentation import instances_from_foreground
+    from difusion.segmentation.inference import foreground_probability
+    from difusion.segmentation.objective import load_segmentation_run
+    from difusion.segmentation.weight_map import weight_map
+
+    reg = ex.RunRegistry([seg_run, digits_cond_run])
+    assert reg.names("segmentation") == [str(seg_run)]
+    assert str(seg_run) in ex.segmentation_status(reg)
+    assert ex.segmentation_status(ex.RunRegistry([digits_cond_run])) == ex.NO_SEGMENTATION
+    image, truth = ex.segmentation_image("synthetic cells", seed=3, size=100)
+    ref_image, ref_truth = synthetic_cells(100, np.random.default_rng(3))
+    np.testing.assert_array_equal(image, ref_image)
+    np.testing.assert_array_equal(truth, ref_truth)
+    view = ex.segmentation_view(reg, str(seg_run), image, truth)
+    for pic in (view.input, view.probability_map, view.weight_map, view.instances_map):
+        assert pic.shape == (100, 100, 3) and pic.dtype == np.uint8
+    margin = (92 - 52) // 2  # the tiles picture shows the mirrored border the input tiles read
+    assert view.tiles_map.shape == (100 + 2 * margin, 100 + 2 * margin, 3)
+    assert view.probability.shape == (100, 100)
+    assert view.probability.min() >= 0.0 and view.probability.max() <= 1.0
+    cfg, network, _ = load_segmentation_run(seg_run)
+    s = cfg.segmentation
+    np.testing.assert_array_equal(view.probability, foreground_probability(network, image, 92))
+    np.testing.assert_array_equal(view.weights, weight_map(truth, s.w0, s.sigma))
+    expected = instances_from_foreground(view.probability > 0.5, s.instances)
+    np.testing.assert_array_equal(view.instances, expected)
+    assert f"{int(view.instances.max())} cells found ({s.instances})" in view.summary
+    assert "4 tiles 92 -> 52" in view.summary
+    # an upload has no ground truth: no weight map
+    upload = (np.clip(image, 0, 1) * 255).astype(np.uint8)
+    up_image, up_truth = ex.segmentation_image("uploaded image", upload=upload)
+    assert up_truth is None and up_image.shape == (100, 100)
+    assert ex.segmentation_view(reg, str(seg_run), up_image).weight_map is None
+
+
+def test_segmentation_tab_follows_the_runs_instance_method(seg_run, tmp_path):
+    """segmentation.instances: watershed in the run's config is what the tab splits with."""
+    import shutil
+
+    from difusion.metrics.segmentation import instances_from_foreground
+
+    copy = tmp_path / "watershed"
+    shutil.copytree(seg_run, copy)
+    text = (copy / "config.yaml").read_text()
+    assert "instances: components" in text
+    (copy / "config.yaml").write_text(text.replace("instances: components", "instances: watershed"))
+    image, truth = ex.segmentation_image("synthetic cells", seed=1, size=80)
+    view = ex.segmentation_view(ex.RunRegistry([copy]), str(copy), image, truth)
+    expected = instances_from_foreground(view.probability > 0.5, "watershed")
+    np.testing.assert_array_equal(view.instances, expected)
+    assert "(watershed)" in view.summary
+
+
+@pytest.mark.parametrize("shape", [(100, 100), (57, 83), (30, 20), (52, 130)])
+def test_tile_layout_is_how_predict_tiled_lays_the_tiles(shape):
+    """Each pixel is written by the tile the layout says (the last one over it, in order); the
+    output tiles cover the image exactly and each input tile is its output tile plus the margin."""
+    from difusion.segmentation.tiling import predict_tiled
+
+    tiles = ex.tile_layout(shape, 92, 52)
+    calls = []
+
+    def network(x):  # every tile's output filled with its number, in the order tiles are run
+        first = len(calls)
+        calls.extend(range(first, first + x.shape[0]))
+        ids = torch.arange(first, first + x.shape[0], dtype=torch.float32)
+        return ids[:, None, None, None].expand(-1, 1, 52, 52)
+
+    written = predict_tiled(network, np.zeros(shape, np.float32), 92, 52)[0]
+    painted = np.full(shape, -1.0, np.float32)
+    for i, t in enumerate(tiles):
+        top, left, bottom, right = t.output
+        painted[top:bottom, left:right] = i
+        assert (t.input[0], t.input[1]) == (top - 20, left - 20)
+        assert (t.input[2] - t.input[0], t.input[3] - t.input[1]) == (92, 92)
+        assert 0 <= top < bottom <= shape[0] and 0 <= left < right <= shape[1]
+    assert len(calls) == len(tiles)
+    np.testing.assert_array_equal(painted, written)  # covered exactly: no pixel left at -1
+    picture = ex.tiles_picture(np.zeros(shape, np.float32), tiles)
+    margin = max(20, 72 - min(shape))  # what the input tiles read beyond the image
+    assert picture.shape == (shape[0] + 2 * margin, shape[1] + 2 * margin, 3)
+
+
+def test_segmentation_counts_the_cells_difusion_segment_counts(seg_run, tmp_path):
+    """The same image through `difusion segment` (a PNG file) and through the tab (an upload)."""
+    import re
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from difusion.cli import app
+
+    image, _ = ex.segmentation_image("synthetic cells", seed=0, size=100)
+    upload = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    Image.fromarray(upload).save(tmp_path / "cells.png")
+    result = CliRunner().invoke(
+        app,
+        ["segment", str(seg_run), str(tmp_path / "cells.png"), "--out", str(tmp_path / "m.png")],
+    )
+    assert result.exit_code == 0, result.output
+    cells = int(re.search(r"(\d+) cells found", result.output).group(1))
+    uploaded, _ = ex.segmentation_image("uploaded image", upload=upload)
+    view = ex.segmentation_view(ex.RunRegistry([seg_run]), str(seg_run), uploaded)
+    assert int(view.instances.max()) == cells
+    assert view.summary.startswith(f"{cells} cells found")
+
+
+def test_segmentation_tab_bounds_and_refusals(seg_run, digits_cond_run):
+    reg = ex.RunRegistry([seg_run, digits_cond_run])
+    image, truth = ex.segmentation_image("synthetic cells", seed=0, size=32)
+    with pytest.raises(DifusionError, match="not a segmentation run"):
+        ex.segmentation_view(reg, str(digits_cond_run), image, truth)
+    with pytest.raises(ex.RunRefused):
+        ex.segmentation_view(reg, "/etc", image, truth)
+    with pytest.raises(DifusionError, match="not a generative model"):
+        reg.load(str(seg_run))
+    with pytest.raises(DifusionError, match="image side"):
+        ex.segmentation_image("synthetic cells", size=ex.LIMITS.max_cells_side + 1)
+    with pytest.raises(DifusionError, match="seed"):
+        ex.segmentation_image("synthetic cells", seed=-1)
+    with pytest.raises(DifusionError, match="upload an image first"):
+        ex.segmentation_image("uploaded image", upload=None)
+    with pytest.raises(DifusionError, match="at most 4096"):
+        ex.segmentation_image("uploaded image", upload=np.zeros((5000, 10), np.uint8))
+    with pytest.raises(DifusionError, match="unknown image source"):
+        ex.segmentation_image("stardist")
+    big = np.random.default_rng(0).integers(0, 255, (700, 600, 3), dtype=np.uint8)
+    grey, none = ex.segmentation_image("uploaded image", upload=big)
+    side = ex.LIMITS.max_cells_side
+    assert grey.shape == (side, side) and grey.dtype == np.float32 and none is None

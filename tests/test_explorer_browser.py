@@ -5,7 +5,9 @@ guided; trained here for a few steps with a tiny network) in a subprocess on a f
 checks the forward tab shows the run's own path (the rectified flow, t in [0, 1]), moves its slider
 and checks the picture changes, switches to a DDPM schedule, draws a 10-step sample of the flow run
 and checks the samples appear, asks for a run outside the allowed ones and checks the page refuses
-it, and checks the page fetched nothing from outside this machine. Screenshots go to the test's
+it, and opens the Segmentation (U-Net) tab on a tiny segmentation run (seg-cells, 3 steps) given beside it,
+segments a synthetic cells image and checks its five pictures appear, and checks the page fetched
+nothing from outside this machine. Screenshots go to the test's
 tmp folder; with DIFUSION_SAVE_SCREENSHOTS=1 they are also copied to docs/figures/explorer*.png.
 DIFUSION_EXPLORER_RUN=RUN_DIR samples that run instead of the tiny one (for the README picture).
 """
@@ -60,6 +62,20 @@ def tiny_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def seg_run(tmp_path_factory) -> Path:
+    """The seg-cells preset with a 4-channel, depth-2 U-Net trained for 3 steps on 2 images."""
+    from difusion.config import load_config
+    from difusion.training.loop import train
+
+    overrides = ["segmentation.base_channels=4", "segmentation.depth=2", "segmentation.tile=92"]
+    overrides += ["segmentation.n_train=2", "segmentation.n_test=1", "segmentation.image_size=64"]
+    overrides += ["segmentation.eval_real=false", "train.batch_size=2", "train.steps=3"]
+    cfg = load_config("seg-cells", [*overrides, "train.minutes=null"])
+    out = tmp_path_factory.mktemp("runs") / "tiny-seg"
+    return train(cfg, out, progress=False, final_samples=False).run_dir
+
+
+@pytest.fixture(scope="module")
 def run_path(tiny_run):
     """The run's own Gaussian path, as the page should show it (the preset's: the rectified flow)."""
     from difusion.app.explorer import RunRegistry
@@ -68,15 +84,17 @@ def run_path(tiny_run):
 
 
 @pytest.fixture(scope="module")
-def server(tiny_run, tmp_path_factory):
-    """`difusion explore TINY_RUN` on a free port; yields (url, seconds to the first HTTP 200)."""
+def server(tiny_run, seg_run, tmp_path_factory):
+    """`difusion explore TINY_RUN SEG_RUN` on a free port; yields (url, seconds to the first HTTP
+    200)."""
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "explore.log"
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     started = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "difusion.cli", "explore", str(tiny_run), "--port", str(port)],
+            [sys.executable, "-m", "difusion.cli", "explore", str(tiny_run), str(seg_run)]
+            + ["--port", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -222,6 +240,23 @@ def test_a_path_outside_the_allowed_runs_is_refused(page, shots, server):
 def test_latent_tab_says_no_autoencoder_was_given(page):
     page.get_by_role("tab", name="Latent space").click()
     assert "No autoencoder run given" in page.locator("#latent-message").inner_text()
+
+
+def test_segmentation_tab_shows_the_pictures(page, shots, seg_run):
+    page.get_by_role("tab", name="Segmentation (U-Net)").click()
+    assert str(seg_run) in page.locator("#seg-status").inner_text()
+    size = page.locator("#seg-size input")
+    size.fill("100")  # 2 x 2 tiles of 92 -> 52
+    size.press("Tab")
+    page.locator("#seg-go").click()
+    page.wait_for_function(
+        "() => document.querySelector('#seg-summary').innerText.includes('cells found')"
+    )
+    assert "4 tiles 92 -> 52 on a 100x100 image" in page.locator("#seg-summary").inner_text()
+    for name in ("input", "probability", "weights", "instances", "tiles"):
+        assert page.locator(f"#seg-{name} img").get_attribute("src")
+    assert page.locator("#seg-message").inner_text().strip() == ""
+    _save(page, shots, "explorer-segmentation-tab")
 
 
 def test_nothing_was_fetched_from_outside(page):

@@ -512,7 +512,7 @@ def segment(
 
 
 @app.command(
-    short_help="A local web page to watch diffusion: forward, reverse, compare, latent.",
+    short_help="A local web page to watch diffusion: forward, reverse, compare, latent, U-Net.",
     epilog="Examples:\n\n"
     "  difusion explore runs/fashion-mnist-20261122-0930\n\n"
     "  difusion explore --root runs\n\n"
@@ -541,7 +541,8 @@ def explore(
     ] = False,
 ) -> None:
     """Serve the explorer (Gradio) until Ctrl-C: the forward process under each schedule, sampling
-    a run with any sampler step by step, samplers and guidance side by side, and latent spaces."""
+    a run with any sampler step by step, samplers and guidance side by side, latent spaces, and a
+    segmentation run's probability map, weight map, instances and overlap tiles."""
     from difusion.app.explorer import RunRegistry, check_address
 
     for run_dir in run_dirs or []:

@@ -1,4 +1,5 @@
-"""The functions behind the explorer's tabs: forward process, reverse process, compare, latent space.
+"""The functions behind the explorer's tabs: forward process, reverse process, compare, latent
+space, segmentation (the U-Net chapter).
 
 Each takes plain values (a run name, a sampler, a step count, a seed) and returns pictures as uint8
 arrays (H, W, 3) plus numbers, so they can be tested without a browser. Inputs from the page are
@@ -57,6 +58,7 @@ class Limits:
     max_guidance: float = 20.0
     max_sweep: int = 8  # guidance scales in one sweep
     max_toy_steps: int = 5000  # training steps of the 2-D model trained on the fly
+    max_cells_side: int = 512  # segmentation tab: synthetic images, and uploads shrunk to this
 
 
 LIMITS = Limits()
@@ -158,6 +160,7 @@ class RunRegistry:
                 if len(rel.parts) <= 3 and not any(p.startswith("eval-") for p in rel.parts):
                     self.add(str(rel), cfg.parent)
         self._loaded: dict[Path, tuple[float, TrainedRun]] = {}
+        self._segmentation: dict[Path, tuple[float, tuple]] = {}  # (config, network, step)
         self._lock = threading.Lock()
 
     def add(self, name: str, run_dir: Path) -> str:
@@ -220,6 +223,26 @@ class RunRegistry:
 
                 with _reading(name):
                     self._loaded[run_dir] = cached = (stamp, load_run(run_dir, "cpu"))
+            return cached[1]
+
+    def load_segmentation(self, name: str | None):
+        """``(config, EMA network, step)`` of the allowed segmentation run ``name``, loaded once
+        (again if its checkpoint changed); a one-line message for any other run."""
+        run_dir = self.resolve(name)
+        objective = run_objective(run_dir)
+        if objective != "segmentation":
+            raise DifusionError(f"{name} is not a segmentation run (objective: {objective})")
+        ckpt = run_dir / "checkpoint.safetensors"
+        if not ckpt.is_file():
+            raise DifusionError(f"{name}: no checkpoint.safetensors yet (is it still training?)")
+        with self._lock:
+            stamp = ckpt.stat().st_mtime
+            cached = self._segmentation.get(run_dir)
+            if cached is None or cached[0] != stamp:
+                from difusion.segmentation.objective import load_segmentation_run
+
+                with _reading(name):
+                    self._segmentation[run_dir] = cached = (stamp, load_segmentation_run(run_dir))
             return cached[1]
 
     def path(self, name: str | None) -> GaussianPath:
@@ -746,6 +769,210 @@ def latent_space(
     )
 
 
+# -- tab 5: the U-Net chapter (segmentation) --------------------------------------------------------
+
+NO_SEGMENTATION = (
+    "No segmentation run given. Start the explorer with one, e.g. `difusion explore "
+    "runs/seg-cells-...` (a run of `difusion train seg-cells`, whose config.yaml says "
+    "`objective: segmentation`), to see its probability map, instances and tiles here."
+)
+SEGMENTATION_IMAGES = ("synthetic cells", "uploaded image")
+
+
+def segmentation_status(registry: RunRegistry) -> str:
+    """What the segmentation tab can show: the segmentation runs given, or how to give one."""
+    runs = registry.names("segmentation")
+    if not runs:
+        return NO_SEGMENTATION
+    return (
+        f"Segmentation run(s) given: {', '.join(runs)}. Pick one and an image, and press Segment."
+    )
+
+
+def segmentation_image(
+    source: str = "synthetic cells", seed=0, size=192, upload: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The image ``(H, W)`` float32 (about [0, 1]) to segment and its instances where they are
+    known: a synthetic cells image drawn from ``seed`` (``difusion.data.cells``, ``size`` pixels a
+    side) with its ground truth, or an uploaded picture (as the other tabs take uploads: at most
+    ``LIMITS.max_upload_side`` a side, center-cropped and shrunk to ``LIMITS.max_cells_side``),
+    made grey and percentile-normalised as ``difusion segment`` reads a file, without one."""
+    from difusion.data.cells import normalize, synthetic_cells
+
+    if source == "synthetic cells":
+        seed = _check_int("seed", seed, 0, 2**31 - 1)
+        size = _check_int("image side", size, 16, LIMITS.max_cells_side)
+        return synthetic_cells(size, np.random.default_rng(seed))
+    if source != "uploaded image":
+        raise DifusionError(
+            f"unknown image source {source!r}; choose one of: synthetic cells, uploaded image"
+        )
+    if upload is None:
+        raise DifusionError("upload an image first, or pick synthetic cells")
+    x = image_from_upload(upload, max_side=LIMITS.max_cells_side)
+    grey = (x.mean(0).numpy().astype(np.float64) + 1.0) * 127.5  # the file's grey values
+    return normalize(grey), None
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One step of overlap-tile inference (Ronneberger et al. Fig. 2), in image pixels (row,
+    column; ends exclusive): the network reads ``input`` (partly outside the image, where the image
+    is mirrored) and its valid output fills ``output`` (clipped to the image)."""
+
+    input: tuple[int, int, int, int]  # top, left, bottom, right
+    output: tuple[int, int, int, int]
+
+
+def tile_layout(shape: tuple[int, int], tile_in: int, tile_out: int) -> list[Tile]:
+    """The tiles :func:`difusion.segmentation.tiling.predict_tiled` runs on an image of ``shape``,
+    in its order: output tiles at ``tile_origins`` along each axis, each read from the input tile
+    ``(tile_in - tile_out) / 2`` pixels larger on every side."""
+    from difusion.segmentation.tiling import tile_origins
+
+    h, w = shape
+    m = (tile_in - tile_out) // 2
+    hp, wp = max(h, tile_out), max(w, tile_out)
+    return [
+        Tile(
+            (r - m, c - m, r - m + tile_in, c - m + tile_in),
+            (r, c, min(r + tile_out, h), min(c + tile_out, w)),
+        )
+        for r in tile_origins(hp, tile_out)
+        for c in tile_origins(wp, tile_out)
+    ]
+
+
+def _grey_rgb(image: np.ndarray) -> np.ndarray:
+    grey = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
+def _colormap(values: np.ndarray, low: float, high: float, name: str) -> np.ndarray:
+    """``values`` (H, W) as an RGB uint8 picture through a matplotlib colour map over [low, high]."""
+    import matplotlib
+
+    scaled = (np.asarray(values, np.float64) - low) / max(high - low, 1e-12)
+    rgba = matplotlib.colormaps[name](np.clip(scaled, 0, 1))
+    return (rgba[..., :3] * 255).round().astype(np.uint8)
+
+
+TILE_COLOURS = np.array(
+    [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
+     [70, 240, 240], [240, 50, 230]], dtype=np.uint8,
+)  # fmt: skip
+
+
+def _rectangle(rgb: np.ndarray, box, colour, width: int = 1, dashed: bool = False) -> None:
+    """Draw the outline of ``box`` (top, left, bottom, right; ends exclusive) into ``rgb``."""
+    top, left, bottom, right = box
+    h, w = rgb.shape[:2]
+    rows = np.arange(max(top, 0), min(bottom, h))
+    cols = np.arange(max(left, 0), min(right, w))
+    if dashed:
+        rows, cols = rows[(rows // 3) % 2 == 0], cols[(cols // 3) % 2 == 0]
+    for k in range(width):
+        for r in (top + k, bottom - 1 - k):
+            if 0 <= r < h:
+                rgb[r, cols] = colour
+        for c in (left + k, right - 1 - k):
+            if 0 <= c < w:
+                rgb[rows, c] = colour
+
+
+def tiles_picture(image: np.ndarray, tiles: list[Tile], margin: int | None = None) -> np.ndarray:
+    """The overlap-tile layout drawn over the image: the mirror-padded image (the mirrored border
+    dimmed) with every output tile in its own colour (solid) and its input tile (dashed, same
+    colour); the image's own border in white. ``margin``: mirrored pixels shown around the image
+    (default: all that the input tiles read)."""
+    from difusion.segmentation.tiling import mirror_pad
+
+    h, w = image.shape
+    if margin is None:
+        margin = max(
+            0, *(max(-t.input[0], -t.input[1], t.input[2] - h, t.input[3] - w) for t in tiles)
+        )
+    padded = np.clip(
+        mirror_pad(np.asarray(image, np.float32), (margin, margin), (margin, margin)), 0, 1
+    )
+    rgb = _grey_rgb(padded)
+    outside = np.ones(padded.shape, bool)
+    outside[margin : margin + h, margin : margin + w] = False
+    rgb[outside] = (rgb[outside] * 0.45).astype(np.uint8)
+    shift = lambda box: tuple(v + margin for v in box)  # noqa: E731
+    _rectangle(rgb, (margin - 1, margin - 1, margin + h + 1, margin + w + 1), (255, 255, 255))
+    for i, t in enumerate(tiles):
+        colour = TILE_COLOURS[i % len(TILE_COLOURS)]
+        _rectangle(rgb, shift(t.input), colour, dashed=True)
+        _rectangle(rgb, shift(t.output), colour, width=2)
+    return rgb
+
+
+@dataclass
+class SegmentationView:
+    """Everything the segmentation tab shows for one image: the pictures (uint8 (H, W, 3)) and the
+    arrays they are drawn from."""
+
+    input: np.ndarray
+    probability_map: np.ndarray
+    weight_map: np.ndarray | None  # w(x) of the ground truth (None: no truth, e.g. an upload)
+    instances_map: np.ndarray
+    tiles_map: np.ndarray
+    probability: np.ndarray  # p(cell | x) per pixel, (H, W) in [0, 1]
+    weights: np.ndarray | None  # w(x), (H, W)
+    instances: np.ndarray  # (H, W) int, 0 = background
+    tiles: list[Tile]
+    summary: str
+
+
+def segmentation_view(
+    registry: RunRegistry, name: str | None, image: np.ndarray, truth: np.ndarray | None = None
+) -> SegmentationView:
+    """A segmentation run on one image, as `difusion segment` segments it: the U-Net's foreground
+    probability by overlap-tile inference, thresholded at 1/2 and split into instances as the
+    run's config says (``segmentation.instances``: components or watershed); with the border
+    weight map w(x) of Eq. 2 (the run's w0 and sigma) of the ground truth where there is one, and
+    the tiles the inference ran on."""
+    from difusion.metrics.segmentation import dice
+    from difusion.segmentation.inference import overlay, segment
+    from difusion.segmentation.weight_map import weight_map
+
+    cfg, network, step = registry.load_segmentation(name)
+    s = cfg.segmentation
+    image = np.asarray(image, np.float32)
+    started = time.perf_counter()
+    p, fg, inst = segment(network, image, s.tile, s.instances)
+    seconds = time.perf_counter() - started
+    tiles = tile_layout(image.shape, s.tile, network.output_size(s.tile))
+    weights = None if truth is None else weight_map(truth, s.w0, s.sigma)
+    cells = int(inst.max())
+    summary = (
+        f"{cells} cells found ({s.instances}) in {seconds:.2f} s; {len(tiles)} tiles "
+        f"{s.tile} -> {network.output_size(s.tile)} on a {image.shape[1]}x{image.shape[0]} image; "
+        f"run step {step}, base {s.base_channels} channels, depth {s.depth}"
+    )
+    if truth is not None:
+        summary += (
+            f". Truth: {int(len(np.unique(truth)) - 1)} cells, Dice {dice(truth > 0, fg):.3f}; "
+            f"w(x) with w0 = {s.w0:g}, sigma = {s.sigma:g}: {float(weights.min()):.2f} to "
+            f"{float(weights.max()):.2f}"
+        )
+    return SegmentationView(
+        input=_grey_rgb(image),
+        probability_map=_colormap(p, 0.0, 1.0, "magma"),
+        weight_map=None
+        if weights is None
+        else _colormap(weights, 0.0, float(weights.max()), "viridis"),
+        instances_map=overlay(image, inst),
+        tiles_map=tiles_picture(image, tiles),
+        probability=p,
+        weights=weights,
+        instances=inst,
+        tiles=tiles,
+        summary=summary,
+    )
+
+
 # -- no trained model at all: a tiny 2-D one, trained here ------------------------------------------
 
 
@@ -774,10 +1001,14 @@ __all__ = [
     "GENERATIVE",
     "LIMITS",
     "NO_AUTOENCODER",
+    "NO_SEGMENTATION",
     "SAMPLERS",
     "SCHEDULE_CHOICE",
+    "SEGMENTATION_IMAGES",
     "RunRefused",
     "RunRegistry",
+    "SegmentationView",
+    "Tile",
     "check_address",
     "compare_samplers",
     "dataset_example",
@@ -794,6 +1025,11 @@ __all__ = [
     "run_defaults",
     "run_summary",
     "sample_settings",
+    "segmentation_image",
+    "segmentation_status",
+    "segmentation_view",
+    "tile_layout",
+    "tiles_picture",
     "train_toy_model",
     "trajectory_frames",
     "trajectory_strip",

@@ -25,9 +25,10 @@ INTRO = """# difusion explorer
 Watch diffusion happen. **Forward process**: x_t = alpha_t x_0 + sigma_t eps on a run's own path or a
 DDPM schedule (Ho et al. eq. 4: alpha_t = sqrt(alpha_bar_t); the rectified flow: x_t = (1 - t) x_0 +
 t eps). **Reverse process**: a trained network (diffusion or flow matching) walks noise back to
-data. **Compare**: two samplers on the same noise, and a classifier-free guidance sweep. Inputs are
-bounded (steps <= {max_steps}, samples <= {max_n}); only the runs this explorer was started with
-can be opened."""
+data. **Compare**: two samplers on the same noise, and a classifier-free guidance sweep.
+**Segmentation (U-Net)**: a segmentation run's probability map, the border weight map, the instances
+and the overlap tiles of one image. Inputs are bounded (steps <= {max_steps}, samples <= {max_n});
+only the runs this explorer was started with can be opened."""
 
 
 def _message(e: Exception) -> str:
@@ -47,7 +48,7 @@ def _available_datasets() -> list[str]:
 
 
 def build_app(registry: ex.RunRegistry) -> gr.Blocks:
-    """The Blocks of the four tabs, reading runs only through ``registry``."""
+    """The Blocks of the five tabs, reading runs only through ``registry``."""
     runs = registry.names(ex.GENERATIVE)
     with gr.Blocks(title="difusion explorer") as demo:
         gr.Markdown(INTRO.format(max_steps=ex.LIMITS.max_steps, max_n=ex.LIMITS.max_n))
@@ -60,6 +61,8 @@ def build_app(registry: ex.RunRegistry) -> gr.Blocks:
                 compare_run = _compare_tab(registry, runs)
             with gr.Tab("Latent space", id="latent"):
                 _latent_tab(demo, registry)
+            with gr.Tab("Segmentation (U-Net)", id="segmentation"):
+                _segmentation_tab(demo, registry)
         _toy_trainer(registry, [reverse_run, compare_run], path_menu)
     return demo
 
@@ -358,6 +361,86 @@ def _latent_tab(demo: gr.Blocks, registry: ex.RunRegistry) -> None:
             return gr.skip(), gr.skip(), _message(e)
 
     go.click(show, [run, a, b, steps], [recon, path, message], concurrency_id="cpu")
+
+
+def _segmentation_tab(demo: gr.Blocks, registry: ex.RunRegistry) -> None:
+    status = gr.Markdown(ex.segmentation_status(registry), elem_id="seg-status")
+    demo.load(lambda: ex.segmentation_status(registry), None, status)
+    runs = registry.names("segmentation")
+    with gr.Row():
+        with gr.Column(scale=1):
+            run = gr.Dropdown(
+                runs,
+                value=runs[0] if runs else None,
+                label="segmentation run",
+                allow_custom_value=True,
+                elem_id="seg-run",
+            )
+            source = gr.Radio(
+                list(ex.SEGMENTATION_IMAGES),
+                value=ex.SEGMENTATION_IMAGES[0],
+                label="image",
+                elem_id="seg-source",
+            )
+            with gr.Row():
+                seed = gr.Number(0, label="seed (synthetic cells)", precision=0, elem_id="seg-seed")
+                size = gr.Number(
+                    192,
+                    label=f"side (16..{ex.LIMITS.max_cells_side})",
+                    precision=0,
+                    elem_id="seg-size",
+                )
+            upload = gr.Image(
+                label=f"or upload one (shrunk to {ex.LIMITS.max_cells_side} a side)",
+                type="numpy",
+                sources=["upload"],
+                height=160,
+            )
+            go = gr.Button("Segment", variant="primary", elem_id="seg-go")
+            message = gr.Markdown(elem_id="seg-message")
+            summary = gr.Markdown(elem_id="seg-summary")
+        with gr.Column(scale=2):
+            with gr.Row():
+                image = gr.Image(label="input", type="numpy", elem_id="seg-input")
+                probability = gr.Image(
+                    label="p(cell | x), overlap-tile", type="numpy", elem_id="seg-probability"
+                )
+                weights = gr.Image(
+                    label="weight map w(x) of the truth (Eq. 2)",
+                    type="numpy",
+                    elem_id="seg-weights",
+                )
+            with gr.Row():
+                instances = gr.Image(label="instances", type="numpy", elem_id="seg-instances")
+                tiles = gr.Image(
+                    label="tiles: output (solid), input (dashed), over the mirrored border",
+                    type="numpy",
+                    elem_id="seg-tiles",
+                )
+
+    def show(name, source, seed, size, upload):
+        try:
+            picture, truth = ex.segmentation_image(source, seed, size, upload)
+            view = ex.segmentation_view(registry, name, picture, truth)
+        except Exception as e:
+            return (*[gr.skip()] * 5, _message(e), "")
+        return (
+            view.input,
+            view.probability_map,
+            view.weight_map,  # None (cleared) for an upload: it has no ground truth
+            view.instances_map,
+            view.tiles_map,
+            "",
+            view.summary,
+        )
+
+    go.click(
+        show,
+        [run, source, seed, size, upload],
+        [image, probability, weights, instances, tiles, message, summary],
+        concurrency_id="cpu",
+        concurrency_limit=1,
+    )
 
 
 def _toy_trainer(registry: ex.RunRegistry, menus: list[gr.Dropdown], path_menu) -> None:
