@@ -211,19 +211,10 @@ class RunRegistry:
 
     def load(self, name: str | None) -> TrainedRun:
         """The allowed generative run ``name``, loaded once (again if its checkpoint changed)."""
-        run_dir = self._generative_dir(name)
-        ckpt = run_dir / "checkpoint.safetensors"
-        if not ckpt.is_file():
-            raise DifusionError(f"{name}: no checkpoint.safetensors yet (is it still training?)")
-        with self._lock:
-            stamp = ckpt.stat().st_mtime
-            cached = self._loaded.get(run_dir)
-            if cached is None or cached[0] != stamp:
-                from difusion.runs import load_run
+        from difusion.runs import load_run
 
-                with _reading(name):
-                    self._loaded[run_dir] = cached = (stamp, load_run(run_dir, "cpu"))
-            return cached[1]
+        run_dir = self._generative_dir(name)
+        return self._cached(self._loaded, name, run_dir, lambda: load_run(run_dir, "cpu"))
 
     def load_segmentation(self, name: str | None):
         """``(config, EMA network, step)`` of the allowed segmentation run ``name``, loaded once
@@ -232,17 +223,23 @@ class RunRegistry:
         objective = run_objective(run_dir)
         if objective != "segmentation":
             raise DifusionError(f"{name} is not a segmentation run (objective: {objective})")
+        from difusion.segmentation.objective import load_segmentation_run
+
+        return self._cached(
+            self._segmentation, name, run_dir, lambda: load_segmentation_run(run_dir)
+        )
+
+    def _cached(self, cache: dict, name: str | None, run_dir: Path, load):
+        """``load()``, kept in ``cache`` until the run's checkpoint changes (a run still training)."""
         ckpt = run_dir / "checkpoint.safetensors"
         if not ckpt.is_file():
             raise DifusionError(f"{name}: no checkpoint.safetensors yet (is it still training?)")
         with self._lock:
             stamp = ckpt.stat().st_mtime
-            cached = self._segmentation.get(run_dir)
+            cached = cache.get(run_dir)
             if cached is None or cached[0] != stamp:
-                from difusion.segmentation.objective import load_segmentation_run
-
                 with _reading(name):
-                    self._segmentation[run_dir] = cached = (stamp, load_segmentation_run(run_dir))
+                    cache[run_dir] = cached = (stamp, load())
             return cached[1]
 
     def path(self, name: str | None) -> GaussianPath:
