@@ -124,7 +124,8 @@ def train(
     Ctrl-C or a kill loses at most a few minutes: resume with --resume), preview grids, loss.png,
     and at the end samples.png (or samples_scatter.png), trajectory.gif and samples.npz.
     Ctrl-C or SIGTERM saves a checkpoint and exits with code 75 (resumable); a finished run
-    exits 0.
+    exits 0. With train.log=tensorboard the metrics and pictures also go to RUN/tensorboard/
+    (`tensorboard --logdir runs/`).
     """
     from difusion.config import load_config
     from difusion.errors import EXIT_STOPPED

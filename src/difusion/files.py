@@ -22,6 +22,10 @@ from difusion.errors import DifusionError
 _TMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
 
 
+# where else to write: a run's outputs follow --out, the caches XDG_CACHE_HOME
+_ELSEWHERE = "write elsewhere (--out for a run or its outputs, XDG_CACHE_HOME for the caches)"
+
+
 class FileWriteError(DifusionError):
     """A file could not be written (no space, read-only, permission); nothing was half-written."""
 
@@ -33,9 +37,9 @@ def describe_os_error(e: OSError, path: str | Path | None = None, action: str = 
         errno.ENOSPC: "free some disk space and run again",
         errno.EDQUOT: "free some disk space and run again",
         errno.EFBIG: "the file is larger than this system allows",
-        errno.EROFS: "the file system is read-only; choose another folder (--out)",
-        errno.EACCES: "choose a folder you may write to (--out)",
-        errno.EPERM: "choose a folder you may write to (--out)",
+        errno.EROFS: f"the file system is read-only; {_ELSEWHERE}",
+        errno.EACCES: _ELSEWHERE,
+        errno.EPERM: _ELSEWHERE,
     }.get(e.errno or 0, "")
     cause = e.strerror or str(e)
     return f"cannot {action} {where}: {cause}" + (f"; {hint}" if hint else "")
