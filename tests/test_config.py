@@ -158,3 +158,13 @@ def test_attention_heads_must_divide_the_channels():
             build_network(cfg, (1, 8, 8), 10)
     cfg = load_config("digits", ["model.num_heads=2"])
     assert build_network(cfg, (1, 8, 8), 10) is not None
+
+
+def test_the_config_bounds_samples_as_the_sampler_does():
+    import dataclasses
+
+    from difusion.config import SampleConfig
+    from difusion.sampling.pipeline import MAX_SAMPLES
+
+    field = {f.name: f for f in dataclasses.fields(SampleConfig)}["n"]
+    assert field.metadata["interval"] == f"[1, {MAX_SAMPLES}]"

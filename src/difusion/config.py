@@ -117,7 +117,7 @@ class TrainConfig:
 @dataclass
 class SampleConfig:
     # images (or points) to draw at the end of training and by `difusion sample`
-    n: int = within(64, "[1, 1000000]")
+    n: int = within(64, "[1, 1000000]")  # the top is sampling.pipeline.MAX_SAMPLES
     seed: int = within(0, "[0, inf)")  # image i uses seed + i
     # sampling steps (None: the sampler's default; all T for ddpm)
     steps: int | None = within(None, "[1, inf)")
