@@ -54,7 +54,7 @@ def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     """``difusion ARGS`` in this process (no second start-up of torch): exit code, stdout, stderr."""
     from difusion.cli import main
 
-    monkeypatch.setattr(sys, "argv", ["difusion", *args])
+    monkeypatch.setattr(sys, "argv", ["difusion", *map(str, args)])
     with pytest.raises(SystemExit) as e:
         main()
     out, err = capsys.readouterr()

@@ -574,6 +574,56 @@ def explore(
         raise DifusionError(f"cannot serve the explorer on {host}: {e}") from None
 
 
+@app.command(
+    short_help="Write a DDPM or flow run as a diffusers pipeline folder.",
+    epilog="Example:\n\n  difusion export runs/ddpm-fmnist --to diffusers exports/ddpm-fmnist",
+)
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A diffusion or flow run folder (images).")],
+    out: Annotated[Path, typer.Argument(parser=_path, help="The pipeline folder to write.")],
+    to: Annotated[str, typer.Option("--to", help="The format: diffusers.")] = "diffusers",
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an export already in OUT (nothing else is replaced).")
+    ] = False,
+) -> None:
+    """Write RUN_DIR as a diffusers DDPMPipeline folder (safetensors): the EMA network with its
+    config, and a DDPMScheduler holding the run's betas, prediction, clipping and variance (a flow
+    run: FlowMatchEulerDiscreteScheduler). Load it with `import difusion.hub.model` and then
+    `DiffusionPipeline.from_pretrained(OUT)`; see docs/diffusers.md."""
+    from difusion.hub.export import export_run
+
+    if to != "diffusers":
+        raise DifusionError(f"--to {to}: the one format is diffusers")
+    notes = export_run(run_dir, out, overwrite=overwrite)
+    typer.echo(f"diffusers pipeline: {out}")
+    for note in notes:
+        typer.echo(f"  {note}")
+
+
+@app.command(
+    "import",
+    short_help="Read a diffusers UNet2DModel pipeline folder as a run folder to sample.",
+    epilog="Example:\n\n  difusion import ddpm-cifar10 runs/ddpm-cifar10 && difusion sample "
+    "runs/ddpm-cifar10 --sampler ddim",
+)
+def import_(
+    folder: Annotated[
+        Path, typer.Argument(help="A diffusers pipeline folder (unet/ and scheduler/).")
+    ],
+    out: Annotated[Path, typer.Argument(parser=_path, help="The run folder to write.")],
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace a run already in OUT (nothing else is replaced).")
+    ] = False,
+) -> None:
+    """Write a diffusers UNet2DModel with its DDPMScheduler or DDIMScheduler (safetensors), or a
+    folder made by `difusion export`, as a run folder that `difusion sample` and `difusion eval`
+    open with every sampler; see docs/diffusers.md."""
+    from difusion.hub.imports import import_pipeline
+
+    what = import_pipeline(folder, out, overwrite=overwrite)
+    typer.echo(f"run folder: {out} ({what})")
+
+
 fetch_app = typer.Typer(
     no_args_is_help=True, help="Fetch files that metrics or datasets need (once)."
 )

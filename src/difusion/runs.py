@@ -19,6 +19,7 @@ from difusion.config import Config, load_run_config
 from difusion.errors import CheckpointError
 from difusion.files import write_text
 from difusion.precision import autocast_dtype
+from difusion.sampling.diffusers_bridge import imported_network
 from difusion.sampling.pipeline import GenerativeModel, SampleSettings, sample_to_folder
 
 
@@ -59,7 +60,10 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Trained
             "checkpoint); retrain it with this version of difusion"
         )
     shape = tuple(meta["shape"])
-    network = build_network(cfg, shape, meta.get("num_classes"))
+    # a run made by `difusion import` holds a diffusers UNet2DModel (sampling/diffusers_bridge.py)
+    network = imported_network(run_dir)
+    if network is None:
+        network = build_network(cfg, shape, meta.get("num_classes"))
     load_module(network, groups["ema"], run_dir / CHECKPOINT)
     network.to(device).eval()
     amp = autocast_dtype(cfg.train.precision, torch.device(device))
