@@ -128,10 +128,12 @@ class _VelocityNet(torch.nn.Module):
         return self.v(x, t_net.double() / 1000.0, y)
 
 
-def test_ddim_is_flow_euler_nakkiran_claim():
+def test_vp_ddim_is_rectified_flow_euler_at_equal_snr():
     # DDIM (eta = 0) on the DDPM path and the Euler method on the linear flow, each driven by the
     # exact predictor of its own path, give the same trajectory in the flow's coordinates
-    # x / (alpha + sigma) at the matched times tau = sigma / (alpha + sigma).
+    # x / (alpha + sigma) at the matched times tau = sigma / (alpha + sigma): the SNR invariance of
+    # Kingma et al. 2021 (Sec. 3) with Liu et al. 2023's rectified flow. (Not the Step-by-Step
+    # tutorial's Claim 4, which is about its variance-exploding DDIM: tests/test_step_by_step.py.)
     mix = _mixture()
     path = DDPMPath.from_schedule("cosine", 1000)
     ts = ddim_timesteps(path.T, 10)
@@ -178,7 +180,7 @@ def test_a_velocity_network_is_a_denoiser_of_its_path_and_matches_ddpm_at_equal_
 
 def test_ddim_on_a_flow_model_matches_fm_euler_on_it_and_ddim_on_ddpm():
     # every sampler runs on a velocity model's own path; with the DDPM grid carried over by
-    # log-SNR, DDIM on the flow model equals flow-Euler on the same grid (Nakkiran et al.), and
+    # log-SNR, DDIM on the flow model equals flow-Euler on the same grid (equal SNR), and
     # equals DDIM on the DDPM oracle (the samplers are scale-equivariant: x_flow = x_ddpm / (a + s))
     mix = _mixture()
     path, flow = DDPMPath.from_schedule("cosine", 1000), FlowPath()

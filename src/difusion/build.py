@@ -18,6 +18,7 @@ from difusion.data.latents import LatentCodec
 from difusion.diffusion import DDPMPath
 from difusion.diffusion.flow import FlowPath
 from difusion.diffusion.schedules import rescale_zero_terminal_snr
+from difusion.diffusion.ve import VEPath
 from difusion.errors import ConfigError, DifusionError
 from difusion.nn import MLPDenoiser, UNet
 from difusion.nn.autoencoders import Autoencoder
@@ -96,9 +97,11 @@ def build_ddpm_path(cfg: Config) -> DDPMPath:
 
 def build_path(cfg: Config):
     """The run's own Gaussian path: the flow path of ``cfg.flow`` for ``objective: flow``, else
-    the DDPM path of ``cfg.diffusion``."""
+    the path of ``cfg.diffusion``: DDPM, or the Step-by-Step tutorial's VE path on T steps."""
     if cfg.objective == "flow":
         return FlowPath(cfg.flow.path, cfg.flow.sigma_min)
+    if cfg.diffusion.path == "ve":
+        return VEPath(cfg.diffusion.sigma_max, cfg.diffusion.T)
     return build_ddpm_path(cfg)
 
 

@@ -69,9 +69,15 @@ class ModelConfig:
 
 @dataclass
 class DiffusionConfig:
-    schedule: str = "cosine"  # linear, cosine, sigmoid
+    # ddpm: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps (Ho et al.); ve: the Step-by-Step
+    # tutorial's x_t = x_0 + sigma_max sqrt(t) eps on the grid t = k / T (Nakkiran et al. 2024)
+    path: str = "ddpm"
+    sigma_max: float = within(10.0, "(0, inf)")  # ve only: the tutorial's sigma_q
+    schedule: str = "cosine"  # linear, cosine, sigmoid (ddpm only)
     T: int = within(1000, "[2, inf)")
-    prediction: str = "eps"  # what the network predicts: eps, x0, v or mu (posterior mean)
+    # what the network predicts: eps, x0, v, mu (the posterior mean of the step t -> t - 1) or
+    # x_prev (the same E[x_(t-1) | x_t], regressed on draws of x_(t-1): Nakkiran et al. Pseudocode 1)
+    prediction: str = "eps"
     variance: str = "beta"  # sampling variance sigma_t^2: beta, beta_tilde or learned
     clip_x0: bool = True  # clamp the x_0 estimate to [-1, 1] when sampling images
     # the network also outputs v: Sigma = exp(v log beta + (1-v) log beta~)
@@ -411,7 +417,8 @@ def choices() -> dict[str, tuple]:
         "data.channels": (1, 3),
         "model.kind": ("unet", "mlp"),
         "diffusion.schedule": tuple(SCHEDULES),
-        "diffusion.prediction": PREDICTIONS[:4],  # velocity belongs to objective: flow
+        "diffusion.path": ("ddpm", "ve"),
+        "diffusion.prediction": PREDICTIONS[:5],  # velocity belongs to objective: flow
         "diffusion.variance": VARIANCES,
         "diffusion.loss": ("simple", "hybrid", "vlb"),
         "diffusion.weighting": WEIGHTINGS,
@@ -494,8 +501,24 @@ def _validate_losses(d: DiffusionConfig) -> None:
         )
     if d.importance_sampling and d.loss != "vlb":
         raise ConfigError("diffusion.importance_sampling applies to diffusion.loss=vlb only")
-    if d.prediction == "mu" and d.weighting != "uniform":
-        raise ConfigError("loss weightings are defined for eps, x0 and v prediction, not mu")
+    if d.prediction in ("mu", "x_prev") and d.weighting != "uniform":
+        raise ConfigError(
+            f"loss weightings are defined for eps, x0 and v prediction, not {d.prediction}"
+        )
+    if d.prediction == "x_prev" and d.loss != "simple":
+        raise ConfigError("diffusion.prediction=x_prev trains with diffusion.loss=simple only")
+    if d.path == "ve":
+        ddpm_only = {
+            "diffusion.loss": d.loss != "simple",
+            "diffusion.learn_sigma": d.learn_sigma,
+            "diffusion.weighting": d.weighting != "uniform",
+            "diffusion.zero_terminal_snr": d.zero_terminal_snr,
+        }
+        if any(ddpm_only.values()):
+            used = ", ".join(k for k, on in ddpm_only.items() if on)
+            raise ConfigError(
+                f"{used}: defined on the DDPM path only; with diffusion.path=ve keep the defaults"
+            )
     if d.zero_terminal_snr and d.prediction == "eps":
         raise ConfigError(
             "with diffusion.zero_terminal_snr the eps prediction cannot give x_0 at t = T; "

@@ -630,7 +630,7 @@ def run_summary(run: TrainedRun) -> str:
     and how it samples by default (its ``sample:`` section)."""
     cfg, model = run.config, run.model
     path = model.path.describe()
-    if model.path.discrete:
+    if model.path.discrete and cfg.diffusion.path == "ddpm":
         path = f"{cfg.diffusion.schedule} schedule, {path}"
     extras = ", learned variance" if model.learn_sigma else ""
     extras += ", decoded by its first stage" if model.decode is not None else ""

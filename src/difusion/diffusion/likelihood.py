@@ -61,10 +61,12 @@ def mean_flat(x: torch.Tensor) -> torch.Tensor:
 
 
 def prior_bits(path, x0: torch.Tensor) -> torch.Tensor:
-    """L_T = KL(q(x_T | x_0) || N(0, I)) per example, mean over dimensions, in bits."""
+    """L_T = KL(q(x_T | x_0) || N(0, s^2 I)) per example, mean over dimensions, in bits, with
+    s = ``path.prior_std(T)`` where the samplers start: 1 on DDPM, sqrt(1 + sigma_max^2) on VE."""
     t = torch.full((x0.shape[0],), path.T, dtype=torch.long)
     alpha, sigma = path.alpha_t(t, x0), path.sigma_t(t, x0)
-    kl = normal_kl(alpha * x0, 2.0 * torch.log(sigma), torch.zeros_like(x0), torch.zeros_like(x0))
+    prior_logvar = torch.full_like(x0, 2.0 * math.log(path.prior_std(path.T)))
+    kl = normal_kl(alpha * x0, 2.0 * torch.log(sigma), torch.zeros_like(x0), prior_logvar)
     return mean_flat(kl) / LOG2
 
 

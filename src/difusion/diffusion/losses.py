@@ -27,11 +27,14 @@ def simple_loss(
     generator: torch.Generator | None = None,
     autocast_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """L_simple (Ho et al. eq. 14) for the eps, x_0 or v target: the mean squared error per pixel.
+    """L_simple (Ho et al. eq. 14) for the eps, x_0, v or x_prev target: the mean squared error
+    per pixel.
 
     Algorithm 1: t ~ U{1..T}, eps ~ N(0, I), x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps,
     loss = || target - network(x_t, t) ||^2, averaged over pixels and the batch.
     """
+    if prediction == "x_prev":  # Nakkiran et al. Pseudocode 1: regress on a draw of x_{t-1}
+        return step_loss(network, path, x0, y=y, generator=generator, autocast_dtype=autocast_dtype)
     t = sample_timesteps(x0.shape[0], path.T, generator, x0.device)
     eps = torch.randn(x0.shape, generator=generator).to(x0.device)
     alpha, sigma = path.alpha_t(t, x0), path.sigma_t(t, x0)
@@ -40,6 +43,38 @@ def simple_loss(
         output = network(x_t, t.to(x0.dtype), y)
     goal = target(prediction, x0, eps, alpha, sigma)
     return (output.float() - goal).pow(2).mean()
+
+
+def step_loss(
+    network: Network,
+    path,
+    x0: torch.Tensor,
+    *,
+    y: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    autocast_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Pseudocode 1 of Nakkiran et al. 2024: t ~ U{1..T}, (x_t, x_{t-1}) from the forward process
+    (:func:`step_pair`), loss = || x_{t-1} - network(x_t, t) ||^2, averaged over pixels and batch."""
+    t = sample_timesteps(x0.shape[0], path.T, generator, x0.device)
+    x_t, x_prev = step_pair(path, x0, t, generator)
+    with torch.autocast(x0.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        output = network(x_t, t.to(x0.dtype), y)
+    return (output.float() - x_prev).pow(2).mean()
+
+
+def step_pair(path, x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None):
+    """(x_t, x_{t-1}) drawn as the forward process makes them (Nakkiran et al. 2024, Pseudocode 1):
+    x_{t-1} ~ q(x_{t-1} | x_0), then one more step x_t = alpha_{t|t-1} x_{t-1} + sigma_{t|t-1} eta.
+    On the tutorial's VE path that is x_{t-1} = x_0 + N(0, sigma_q^2 (t - Delta t)), then
+    x_t = x_{t-1} + N(0, sigma_q^2 Delta t). The best regressor of x_{t-1} on x_t is E[x_{t-1} | x_t]."""
+    e1 = torch.randn(x0.shape, generator=generator).to(x0.device)
+    e2 = torch.randn(x0.shape, generator=generator).to(x0.device)
+    x_prev = path.q_sample(x0, t - 1, e1)
+    a_t, a_s = path.alpha_t(t, x0), path.alpha_t(t - 1, x0)
+    s_t, s_s = path.sigma_t(t, x0), path.sigma_t(t - 1, x0)
+    a_ts = a_t / a_s  # alpha_{t|t-1}; sigma_{t|t-1}^2 = sigma_t^2 - alpha_{t|t-1}^2 sigma_{t-1}^2
+    return a_ts * x_prev + (s_t**2 - a_ts**2 * s_s**2).clamp(min=0).sqrt() * e2, x_prev
 
 
 def drop_labels(

@@ -108,3 +108,27 @@ class LabelledMixtureDenoiser:
             s_r = s[rows] if s.shape[0] == x_t.shape[0] else s
             x0[rows], eps[rows] = mix.posterior(x_t[rows], a_r, s_r)
         return x0, eps
+
+
+class EmpiricalDenoiser:
+    """The exact minimiser of the empirical denoising risk on a finite training set (Nakkiran et al.
+    2024, Sec. 3.7): the data distribution is the training set itself, sum_i delta(x_i) / n, so
+
+        E[x_0 | x_t] = sum_i softmax_i( -||x_t - alpha_t x_i||^2 / (2 sigma_t^2) ) x_i.
+
+    A sampler driven by it can only return training points: the perfect fit memorises."""
+
+    def __init__(self, points: torch.Tensor, path):
+        self.points, self.path = points.double().flatten(1), path
+
+    def __call__(self, x_t: torch.Tensor, t, y=None):
+        a, s = self.path.alpha_t(t, x_t), self.path.sigma_t(t, x_t)
+        x = x_t.double().flatten(1)
+        a, s = a.double().reshape(-1, 1), s.double().reshape(-1, 1)
+        d2 = torch.cdist(x / a, self.points).pow(2)  # ||x_t / a - x_i||^2
+        w = torch.softmax(-d2 * (a / s).pow(2) / 2, dim=1)  # = -||x_t - a x_i||^2 / (2 s^2)
+        x0 = (w @ self.points).reshape(x_t.shape).to(x_t.dtype)
+        eps = (x_t - a.reshape(-1, *[1] * (x_t.dim() - 1)).to(x_t.dtype) * x0) / s.reshape(
+            -1, *[1] * (x_t.dim() - 1)
+        ).to(x_t.dtype)
+        return x0, eps

@@ -174,14 +174,15 @@ class GaussianPath:
         """A network output in any parameterization as the pair (x_0, eps) at (x_t, t): eps, x0
         and v (Ho et al. eq. 15; Salimans & Ho Sec. 4), the velocity alpha' x_0 + sigma' eps
         (flow matching), or mu, the posterior mean of the step t -> t - 1 (c_x0 x_0 + c_xt x_t
-        inverted). The formulas are in ``parameterization.py``."""
+        inverted; ``x_prev``, the same quantity learned from draws of x_{t-1}). The formulas are in
+        ``parameterization.py``."""
         P.check_prediction(prediction)
         alpha, sigma = self.alpha_t(t, x_t), self.sigma_t(t, x_t)
         if prediction == "velocity":
             tv = time_vector(t, x_t.shape[0]).cpu()
             da, ds = _shaped(self.d_alpha(tv), x_t), _shaped(self.d_sigma(tv), x_t)
             return P.x0_eps_from_velocity(x_t, out, alpha, sigma, da, ds)
-        if prediction == "mu":
+        if prediction in P.STEP_MEANS:  # E[x_{t-1} | x_t] = c_x0 x0 + c_xt x_t (Nakkiran Claim 2)
             c_x0, c_xt, _, _ = self.posterior_coefs(t, time_vector(t, x_t.shape[0]) - 1, x_t)
             x0 = (out - c_xt * x_t) / c_x0
             return x0, P.eps_from_x0(x_t, x0, alpha, sigma)
@@ -191,7 +192,7 @@ class GaussianPath:
         """What a network trained for ``prediction`` should output for this (x_0, eps) at t."""
         if prediction == "velocity":
             return self.velocity(x0, eps, t)
-        if prediction == "mu":
+        if prediction in P.STEP_MEANS:  # the mean; x_prev's own draw is losses.step_pair
             return self.posterior(x0, self.q_sample(x0, t, eps), t)[0]
         return P.target(prediction, x0, eps, self.alpha_t(t, x0), self.sigma_t(t, x0))
 

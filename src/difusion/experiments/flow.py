@@ -18,7 +18,7 @@ import torch
 from difusion.experiments.ddpm import LC_10
 from difusion.experiments.page import figure, machine, write_page
 from difusion.experiments.spec import for_budget
-from difusion.experiments.training import finished, train_run
+from difusion.experiments.training import finished, train_timed
 
 NFES = (1, 2, 5, 10, 50)
 # two moons: training steps of each model, of the reflow and its pairs, samples (and held-out
@@ -27,16 +27,6 @@ SETTINGS = {
     "small": dict(steps=300, reflow_steps=200, pairs=1000, n=500, nfes=(1, 5), nll_n=100),
     "full": dict(steps=3000, reflow_steps=2000, pairs=8000, n=2000, nfes=NFES, nll_n=1000),
 }
-
-
-def _train(preset: str, overrides: list[str], run_dir: Path, progress: bool) -> float:
-    """Train unless ``run_dir`` is finished (``train_run``); the training seconds, kept beside the
-    run (nan for a run trained by hand)."""
-    stamp = run_dir / "train_seconds.txt"
-    started = time.perf_counter()
-    if train_run(preset, overrides, run_dir, progress) != "reused":
-        stamp.write_text(f"{time.perf_counter() - started:.1f}\n")
-    return float(stamp.read_text()) if stamp.exists() else float("nan")
 
 
 # (label, which model, sampler, NFE per step)
@@ -84,10 +74,10 @@ def flow_vs_ddpm(budget: str, runs_root: Path, results_root: Path, progress: boo
     started = time.perf_counter()
     steps = [f"train.steps={st['steps']}", "train.checkpoint_minutes=100", "sample.n=500"]
     seconds = {
-        "ddpm": _train("toy2d", steps, root / "ddpm", progress),
-        "fm": _train("fm-toy2d", steps, root / "fm", progress),
+        "ddpm": train_timed("toy2d", steps, root / "ddpm", progress),
+        "fm": train_timed("fm-toy2d", steps, root / "fm", progress),
     }
-    seconds["reflow"] = _train(
+    seconds["reflow"] = train_timed(
         "fm-toy2d",
         [
             f"train.steps={st['reflow_steps']}",
@@ -245,7 +235,7 @@ def flow_fmnist(budget: str, runs_root: Path, results_root: Path, progress: bool
     out = results_root / f"flow-fmnist{tag}"
     fm_dir = runs_root / "flow" / f"fm-fmnist{tag}"
     started = time.perf_counter()
-    _train(
+    train_timed(
         "fm-fmnist",
         [*st["overrides"], f"train.steps={st['steps']}", "train.minutes=null"],
         fm_dir,

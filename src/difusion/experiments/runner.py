@@ -24,6 +24,7 @@ CHAPTERS = (
     "autoencoders",
     "segmentation",
     "flow",
+    "step_by_step",
     "improved",
     "latent",
     "speedrun",

@@ -73,6 +73,19 @@ def train_run(preset: str, overrides: list[str], run_dir: str | Path, progress: 
     return state
 
 
+def train_timed(preset: str, overrides: list[str], run_dir: Path, progress: bool = True) -> float:
+    """:func:`train_run`, and the seconds the run's training took, kept beside it in
+    train_seconds.txt so that a rerun that reuses the run still reports them (nan for a run
+    trained by hand)."""
+    import time
+
+    stamp = Path(run_dir) / "train_seconds.txt"
+    started = time.perf_counter()
+    if train_run(preset, overrides, run_dir, progress) != "reused":
+        stamp.write_text(f"{time.perf_counter() - started:.1f}\n")
+    return float(stamp.read_text()) if stamp.exists() else float("nan")
+
+
 def train_side_by_side(runs: dict[Path, tuple[str, list[str]]], jobs: int) -> None:
     """Train the unfinished ``runs`` (folder -> (preset, overrides)) in up to ``jobs`` processes at
     once (a GPU or a many-core machine has room for several small runs)."""

@@ -68,7 +68,7 @@ def check_exportable(cfg: Config, run_dir: Path) -> None:
         )
     if cfg.objective == "flow":
         return
-    if (kind := getattr(cfg.diffusion, "path", "ddpm")) != "ddpm":
+    if (kind := cfg.diffusion.path) != "ddpm":
         raise DifusionError(
             f"{run_dir} runs on the {kind} path; diffusers' DDPMScheduler holds DDPM paths only"
         )

@@ -6,7 +6,7 @@ from typing import Protocol
 
 import torch
 
-from difusion.diffusion.parameterization import eps_from_x0
+from difusion.diffusion.parameterization import STEP_MEANS, eps_from_x0
 from difusion.diffusion.path import is_fractional, time_vector
 from difusion.diffusion.variance import split_output
 from difusion.errors import ConfigError
@@ -59,10 +59,10 @@ class ModelDenoiser:
 
     def _with_variance(self, x_t: torch.Tensor, t, y: torch.Tensor | None = None):
         t_vec = time_vector(t, x_t.shape[0])
-        if self.prediction == "mu" and is_fractional(t_vec):
+        if self.prediction in STEP_MEANS and is_fractional(t_vec):
             raise ConfigError(
-                "a model that predicts mu_tilde lives on the integer time grid; sample it with "
-                "--sampler ddpm, ddim or dpmpp-2m"
+                f"a model that predicts {self.prediction} (E[x_(t-1) | x_t]) lives on the integer "
+                "time grid; sample it with --sampler ddpm, ddim or dpmpp-2m"
             )
         net_t = t_vec.to(x_t.device, x_t.dtype)
         if self.path.time_scale != 1.0:  # the one map from path time to network time

@@ -9,7 +9,8 @@ time: dividing by alpha + sigma gives
 these coordinates the ODE of every model is the same, dx^/dtau = E[eps - x_0 | x^] (Liu et al. 2023
 eq. 1; Nakkiran et al. 2024 Sec. 4), and a denoiser gives its right-hand side. On a flow run it is
 the network's own velocity; on a DDPM run one Euler step of it is exactly DDIM with eta = 0
-(Nakkiran et al.'s remark, checked in tests/test_flow.py). Integrating from tau = 1 (noise) down to
+(the SNR invariance of Kingma et al. 2021 with Liu et al. 2023's rectified flow, checked in
+tests/test_flow.py; the Step-by-Step tutorial's own DDIM is on its VE path: sampling/step_by_step.py). Integrating from tau = 1 (noise) down to
 tau = 0 (data) on a grid 1 = tau_0 > ... > tau_N = 0, step h = tau_{i+1} - tau_i < 0:
 
 - Euler (order 1, 1 call a step):  x^ <- x^ + h u(x^, tau)                     (Pseudocode 5)

@@ -162,10 +162,8 @@ class DiffusionObjective(GenerativeObjective):
 
     def report_lines(self) -> list[str]:
         c = self.cfg.diffusion
-        return [
-            f"- schedule {c.schedule}, T = {c.T}, prediction {c.prediction}, "
-            f"sampling variance {c.variance}"
-        ]
+        where = f"schedule {c.schedule}, T = {c.T}" if c.path == "ddpm" else self.path.describe()
+        return [f"- {where}, prediction {c.prediction}, sampling variance {c.variance}"]
 
 
 register("diffusion", DiffusionObjective)
