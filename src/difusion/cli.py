@@ -290,10 +290,10 @@ def sample(
             f"--out {out} holds a run, whose own samples would be replaced; name another folder"
         )
     objective = run_objective(run_dir)
-    if objective not in (*GENERATIVE, "autoencoder"):
+    if objective not in (*GENERATIVE, "autoencoder", "nflow"):
         hint = "; segment images with `difusion segment`" if objective == "segmentation" else ""
         raise DifusionError(f"{run_dir} is a {objective} run, which draws no samples{hint}")
-    if objective == "autoencoder":  # autoencoders sample their prior (difusion.autoencoders)
+    if objective in ("autoencoder", "nflow"):  # they sample their prior in one pass
         given = {
             "--steps": steps, "--variance": variance, "--sampler": sampler, "--eta": eta,
             "--class": class_id, "--guidance": guidance, "--rescale": rescale,
@@ -302,9 +302,15 @@ def sample(
         unused = [option for option, value in given.items() if value is not None]
         if unused:
             raise DifusionError(
-                f"{run_dir} is an autoencoder run, sampled from its prior with --n, --seed and "
+                f"{run_dir} is an {objective} run, sampled from its prior with --n, --seed and "
                 f"--out only; drop {', '.join(unused)}"
             )
+        if objective == "nflow":
+            from difusion.nflows import sample_nflow_run
+
+            for name, p in sample_nflow_run(run_dir, 64 if n is None else n, seed, out).items():
+                typer.echo(f"  {name:12s} {p}")
+            return None
         return autoencoder_cli("sample", run_dir, n=n, seed=seed, out=out)
     device = default_device()
     run = load_run(run_dir, device)

@@ -27,6 +27,8 @@ from difusion.files import write_text
 # sample_times draws the two time samplings).
 SEGMENTATION_SOURCES = ("synthetic", "stardist", "dsb2018")  # segmentation.data
 TIME_SAMPLINGS = ("uniform", "logit-normal")  # flow.time_sampling
+NFLOW_KINDS = ("realnvp", "idf")  # nflow.kind (nflows/realnvp.py, nflows/idf.py)
+NFLOW_MASKS = ("checkerboard", "half")  # nflow.mask (nflows/coupling.py's make_mask)
 
 
 def within(default, interval: str):
@@ -231,9 +233,30 @@ class FlowConfig:
 
 
 @dataclass
+class NFlowConfig:
+    """``objective: nflow`` (src/difusion/nflows/): normalizing flows with an exact likelihood.
+
+    Points (toy2d) are modelled as they are; images are discrete, on ``levels`` grey levels: RealNVP
+    sees them uniformly dequantized, IDF as the integers themselves."""
+
+    kind: str = "realnvp"  # realnvp (Dinh et al. 2017) or idf (Hoogeboom et al. 2019)
+    layers: int = within(8, "[1, inf)")  # coupling layers; the mask alternates between them
+    hidden: int = within(256, "[1, inf)")  # width of each coupling's conditioner MLP
+    depth: int = within(2, "[1, inf)")  # hidden layers of each conditioner MLP
+    # which half each coupling keeps: checkerboard (pixel parity i + j; for points: every other
+    # coordinate) or half (the first or the second half of the flattened vector)
+    mask: str = "checkerboard"
+    levels: int = within(17, "[2, inf)")  # grey levels of image data (scikit-learn's digits: 17)
+    components: int = within(4, "[1, inf)")  # idf: logistics in each dimension's prior mixture
+    # realnvp on images: dequantization draws u per test image, averaged in the bound
+    dequant_samples: int = within(4, "[1, inf)")
+    eval_n: int | None = within(None, "[1, inf)")  # test examples scored at the end (None: all)
+
+
+@dataclass
 class Config:
     name: str = "run"
-    # what the training loop trains: diffusion, autoencoder, segmentation
+    # what the training loop trains: diffusion, flow, autoencoder, segmentation, nflow
     objective: str = "diffusion"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -243,6 +266,7 @@ class Config:
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
+    nflow: NFlowConfig = field(default_factory=NFlowConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -377,6 +401,11 @@ def config_from_dict(values: dict) -> Config:
     return cfg
 
 
+# Sections added after run folders existed, each with the objective that reads it: a folder of
+# another objective written before the section existed loads with its defaults (it never reads them).
+LATER_SECTIONS = {"nflow": "nflow"}
+
+
 def load_run_config(run_dir: Path) -> Config:
     """The config of a run folder (its ``config.yaml``), checked."""
     path = Path(run_dir) / "config.yaml"
@@ -386,9 +415,14 @@ def load_run_config(run_dir: Path) -> Config:
             "`difusion train`"
         )
     values = load_yaml(path)
+    objective = values.get("objective")
     # difusion writes every section; one missing means a file cut short (or edited by hand), whose
     # lost values would silently become defaults
-    missing = [f.name for f in dataclasses.fields(Config) if f.name not in values]
+    missing = [
+        f.name
+        for f in dataclasses.fields(Config)
+        if f.name not in values and LATER_SECTIONS.get(f.name, objective) == objective
+    ]
     if missing:
         default = getattr(Config(), missing[0])
         example = f"{missing[0]}: " + ("{}" if dataclasses.is_dataclass(default) else default)
@@ -435,6 +469,8 @@ def choices() -> dict[str, tuple]:
         "flow.path": FLOW_PATHS,
         "flow.time_sampling": TIME_SAMPLINGS,
         "flow.reflow_solver": ODE_SOLVERS,
+        "nflow.kind": NFLOW_KINDS,
+        "nflow.mask": NFLOW_MASKS,
     }
 
 
@@ -558,6 +594,15 @@ def _check_flow(cfg: Config) -> None:
         raise ConfigError(f"flow.reflow={f.reflow} is not a finished run folder; train it first")
 
 
+def _check_nflow(cfg: Config) -> None:
+    n = cfg.nflow
+    if n.kind == "idf" and cfg.data.name == "toy2d":
+        raise ConfigError(
+            "nflow.kind=idf models integers: train it on image data (e.g. data.name=digits), or "
+            "use nflow.kind=realnvp for toy2d points"
+        )
+
+
 def _check_nothing(cfg: Config) -> None:
     """The diffusion objective's sections are checked by :func:`validate` for every run."""
 
@@ -570,6 +615,7 @@ OBJECTIVE_CHECKS = {
     "flow": _check_flow,
     "autoencoder": _check_autoencoder,
     "segmentation": _check_segmentation,
+    "nflow": _check_nflow,
 }
 
 

@@ -119,6 +119,7 @@ EVALUATORS = {
     "flow": "difusion.run_eval:eval_generative",
     "autoencoder": "difusion.autoencoders.run:eval_autoencoder_lines",
     "segmentation": "difusion.segmentation.commands:eval_segmentation_lines",
+    "nflow": "difusion.nflows.run:eval_nflow_lines",
 }
 
 

@@ -90,6 +90,7 @@ _MODULES = {
     "autoencoder": "difusion.autoencoders.objective",
     "segmentation": "difusion.segmentation.objective",
     "flow": "difusion.training.flow_objective",
+    "nflow": "difusion.nflows.objective",
 }
 
 
