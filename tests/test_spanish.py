@@ -1,4 +1,4 @@
-"""The Spanish study track (docs/es/): the post keeps its outline, its numbers and its code true.
+"""The Spanish study track (docs/es/): its pages keep their outline, numbers and code true.
 
 - docs/es/ddpm.md has exactly the level-1 and level-2 headings of its outline (docs/es/outline.txt,
   copied from the study project's seed), in order, and no section is left without prose.
@@ -7,10 +7,13 @@
   results.json by its label, then the field) or ``0.0742<!-- fuente: ddpm-fmnist-main-job/report.md
   "last logged loss: {}" -->`` (the number at ``{}`` in a text file), and must equal that number
   rounded to the digits the post shows. The post links each results folder it quotes and names the
-  command that made it.
+  command that made it. A field may walk into nested objects and lists,
+  ``step-by-step/results.json target_noise.1.x0`` (a list by its index, a key with a dot in it as
+  it is), and a number may be written in e-notation, ``2.29e-06``, compared at its shown digits.
+  These checks run on every Spanish page, not only the post.
 - The Python quoted in the Spanish pages is verbatim in src/ (as tests/test_docs.py does for docs/).
 - Each Spanish page with an English twin names the commit of the twin it matches; the glossary has
-  30 or more terms, each one used in the post.
+  30 or more terms, each one used in the Spanish pages.
 Every check is a function that returns its problems; the ``*_can_fail`` tests feed it a broken copy.
 """
 
@@ -29,10 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 ES = ROOT / "docs" / "es"
 RESULTS = ROOT / "docs" / "results"
 POST = (ES / "ddpm.md").read_text()
+PAGES = sorted(p for p in ES.glob("*.md") if p.name != "glosario.md")
 
 HEADING = re.compile(r"^(#{1,6}) +(.+?) *$")
 FENCE = re.compile(r"^\s*(```|~~~)")
-NUMBER = r"-?\d+(?:\.\d+)?"
+NUMBER = r"-?\d+(?:\.\d+)?(?:e-?\d+)?"
 SOURCED = re.compile(rf"(?<![\w.])({NUMBER})<!-- fuente: (\S+) (.*?) -->")
 
 
@@ -134,20 +138,25 @@ def source_value(source: str, selector: str) -> tuple[float | None, str]:
         return None, f"no file docs/results/{source}"
     tokens = shlex.split(selector)
     if path.suffix == ".json":
-        keys = dict(t.split("=", 1) for t in tokens if "=" in t)
-        fields = [t for t in tokens if "=" not in t]
-        if len(fields) != 1:
+        if not tokens or any("=" not in t for t in tokens[:-1]):
             return None, f"say one field after the row's key=value: {selector!r}"
+        keys = dict(t.split("=", 1) for t in tokens[:-1])
         rows = json.loads(path.read_text())
         rows = rows if isinstance(rows, list) else [rows]
         match = [r for r in rows if all(str(r.get(k)) == v for k, v in keys.items())]
         if len(match) != 1:
             return None, f"{len(match)} rows of {source} have {keys}"
-        value = match[0]
-        for part in fields[0].split("."):
-            if not isinstance(value, dict) or part not in value:
-                return None, f"{source}: no field {fields[0]!r} in the row {keys}"
-            value = value[part]
+        value, parts = match[0], tokens[-1].split(".")
+        # a list by its index; a key may itself contain dots: the longest one that fits
+        while parts:
+            if isinstance(value, list) and parts[0].isdigit() and int(parts[0]) < len(value):
+                value, parts = value[int(parts[0])], parts[1:]
+                continue
+            keys_here = value if isinstance(value, dict) else {}
+            n = next((n for n in range(len(parts), 0, -1) if ".".join(parts[:n]) in keys_here), 0)
+            if not n:
+                return None, f"{source}: no field {tokens[-1]!r} in the row {keys}"
+            value, parts = value[".".join(parts[:n])], parts[n:]
         return float(value), ""
     if len(tokens) != 1 or "{}" not in tokens[0]:
         return None, f"a text source takes one quoted pattern with {{}}: {selector!r}"
@@ -167,9 +176,11 @@ def number_problems(md: str) -> list[str]:
         if value is None:
             problems.append(f"{shown} ({source} {selector}): {why}")
             continue
-        digits = len(shown.split(".")[1]) if "." in shown else 0
-        if f"{value:.{digits}f}" != shown:
-            problems.append(f"{shown} is {value:.{digits}f} in {source} ({selector})")
+        mantissa, e, _ = shown.partition("e")
+        digits = len(mantissa.split(".")[1]) if "." in mantissa else 0
+        expected = f"{value:.{digits}{'e' if e else 'f'}}"
+        if expected != shown:
+            problems.append(f"{shown} is {expected} in {source} ({selector})")
     for row in (line for line in md.splitlines() if line.startswith("|") and "fuente:" in line):
         for cell in row.strip("|").split("|"):
             if re.fullmatch(rf"\s*{NUMBER}\s*", cell):
@@ -180,6 +191,11 @@ def number_problems(md: str) -> list[str]:
 def test_every_sourced_number_equals_its_results_file():
     assert len(SOURCED.findall(POST)) >= 30
     assert number_problems(POST) == []
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_page_sources_its_numbers(page):
+    assert number_problems(page.read_text()) == []
 
 
 def test_the_number_check_can_fail():
@@ -194,21 +210,31 @@ def test_the_number_check_can_fail():
     assert any("no field" in p for p in number_problems(bad))
     assert number_problems("1<!-- fuente: none/results.json label=a fid -->")
     assert number_problems('1<!-- fuente: ddpm-fmnist-main-job/report.md "no such {} text" -->')
+    # nested fields, lists and e-notation
+    good = "2.29e-06<!-- fuente: step-by-step/results.json fact1.7.kl_half -->"
+    assert number_problems(good) == []
+    assert any("2.28e-06 is 2.29e-06" in p for p in number_problems(good.replace("29e", "28e")))
+    assert number_problems(good.replace("fact1.7", "fact1.8"))
+    good = '0.91<!-- fuente: step-by-step/results.json "memorisation.exact optimum, T = 5000.'
+    assert number_problems(good + 'share_within_0.05" -->') == []
+    assert number_problems(good + 'share_within_0.5" -->')
     assert number_problems(
         "| 12.5 | 3<!-- fuente: guidance/results.json label=w=0 fid_domain --> |"
     )
 
 
-def test_each_quoted_results_folder_is_linked_with_its_command():
-    folders = sorted({source.split("/")[0] for _, source, _ in SOURCED.findall(POST)})
-    assert len(folders) >= 5
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_each_quoted_results_folder_is_linked_with_its_command(page):
+    text = page.read_text()
+    folders = sorted({source.split("/")[0] for _, source, _ in SOURCED.findall(text)})
+    assert page.name != "ddpm.md" or len(folders) >= 5
     for folder in folders:
-        assert f"../results/{folder}/" in POST, f"the post does not link docs/results/{folder}"
+        assert f"../results/{folder}/" in text, f"{page.name} does not link docs/results/{folder}"
         readme = RESULTS / folder / "README.md"
         if readme.is_file():
             command = re.search(r"Reproduce: `([^`]+)`", readme.read_text())
             assert command, f"docs/results/{folder}/README.md names no command"
-            assert f"`{command[1]}`" in POST, f"the post does not name `{command[1]}`"
+            assert f"`{command[1]}`" in text, f"{page.name} does not name `{command[1]}`"
 
 
 def test_linked_figures_exist():
@@ -237,7 +263,11 @@ def test_quoted_code_is_verbatim_in_the_sources(page):
         assert any(flat(quote) in s for s in SOURCES), f"{page.name}: not in src/:\n{quote[:400]}"
 
 
-TWINS = {"ddpm.md": "docs/ddpm.md", "README.md": "docs/README.md"}
+TWINS = {
+    "ddpm.md": "docs/ddpm.md",
+    "README.md": "docs/README.md",
+    "paso-a-paso.md": "docs/step-by-step.md",
+}
 
 
 @pytest.mark.parametrize("page", sorted(TWINS), ids=str)
@@ -271,9 +301,9 @@ def glossary() -> list[tuple[str, str]]:
     return rows[1:]  # without the header row
 
 
-def test_the_glossary_has_the_posts_terms():
+def test_the_glossary_has_the_pages_terms():
     terms = glossary()
     assert len(terms) >= 30
-    post = " ".join(POST.lower().split())  # a term may run over a line break
-    unused = [es for es, _ in terms if es.lower() not in post]
-    assert unused == [], f"glossary terms the post does not use: {unused}"
+    text = " ".join(" ".join(p.read_text() for p in PAGES).lower().split())  # over line breaks
+    unused = [es for es, _ in terms if es.lower() not in text]
+    assert unused == [], f"glossary terms no Spanish page uses: {unused}"
