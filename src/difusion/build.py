@@ -165,12 +165,18 @@ def load_autoencoder(run_dir: str | Path, device: torch.device | str = "cpu") ->
     """The trained autoencoder of ``run_dir`` (its EMA weights, in eval mode, fp32): the first
     stage a later chapter builds on. ``.encode(x)``, ``.decode(z)``, ``.latent_shape``, and the
     run's ``.config`` and ``.step``."""
+    return load_ema_module(run_dir, "autoencoder", build_autoencoder, device)
+
+
+def load_ema_module(run_dir: str | Path, objective: str, make, device="cpu") -> torch.nn.Module:
+    """``make(cfg, shape)`` with the EMA weights of ``run_dir``'s checkpoint, in eval mode (fp32),
+    with the run's ``.config`` and ``.step``; one line if the run has another objective."""
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
-    if cfg.objective != "autoencoder":
-        raise DifusionError(f"{run_dir} is a {cfg.objective} run, not an autoencoder run")
+    if cfg.objective != objective:
+        raise DifusionError(f"{run_dir} is a {cfg.objective} run, not an {objective} run")
     groups, info = load_checkpoint(run_dir / CHECKPOINT, prefixes=("ema",))
-    model = build_autoencoder(cfg, tuple(info["meta"]["shape"]))
+    model = make(cfg, tuple(info["meta"]["shape"]))
     load_module(model, groups["ema"], run_dir / CHECKPOINT)
     model.config, model.step = cfg, int(info["meta"]["step"])
     return model.to(device).eval()

@@ -7,24 +7,14 @@ from pathlib import Path
 
 import torch
 
-from difusion.checkpoint import CHECKPOINT, load_checkpoint, load_module
-from difusion.config import load_run_config
-from difusion.errors import DifusionError
+from difusion.build import load_ema_module
 from difusion.nflows.models import build_nflow
 
 
 def load_nflow(run_dir: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
     """The trained flow of ``run_dir`` (EMA weights, eval mode, fp32), with ``.config`` and
     ``.step``: ``.log_prob(x)``, ``.sample(n, seed)``, ``forward`` and ``inverse``."""
-    run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
-    if cfg.objective != "nflow":
-        raise DifusionError(f"{run_dir} is a {cfg.objective} run, not an nflow run")
-    groups, info = load_checkpoint(run_dir / CHECKPOINT, prefixes=("ema",))
-    model = build_nflow(cfg, tuple(info["meta"]["shape"]))
-    load_module(model, groups["ema"], run_dir / CHECKPOINT)
-    model.config, model.step = cfg, int(info["meta"]["step"])
-    return model.to(device).eval()
+    return load_ema_module(run_dir, "nflow", build_nflow, device)
 
 
 def sample_nflow_run(
