@@ -128,7 +128,6 @@ class EmpiricalDenoiser:
         d2 = torch.cdist(x / a, self.points).pow(2)  # ||x_t / a - x_i||^2
         w = torch.softmax(-d2 * (a / s).pow(2) / 2, dim=1)  # = -||x_t - a x_i||^2 / (2 s^2)
         x0 = (w @ self.points).reshape(x_t.shape).to(x_t.dtype)
-        eps = (x_t - a.reshape(-1, *[1] * (x_t.dim() - 1)).to(x_t.dtype) * x0) / s.reshape(
-            -1, *[1] * (x_t.dim() - 1)
-        ).to(x_t.dtype)
-        return x0, eps
+        per_example = (-1, *[1] * (x_t.dim() - 1))
+        a, s = a.reshape(per_example).to(x_t.dtype), s.reshape(per_example).to(x_t.dtype)
+        return x0, (x_t - a * x0) / s

@@ -163,7 +163,11 @@ def step_by_step(budget: str, runs_root: Path, results_root: Path, progress: boo
     from difusion.diffusion.ve import VEPath
     from difusion.metrics.two_d import energy_distance, sliced_wasserstein
     from difusion.runs import load_run
-    from difusion.sampling.step_by_step import mean_predictor, sample_pseudocode3
+    from difusion.sampling.step_by_step import (
+        mean_predictor,
+        sample_pseudocode2,
+        sample_pseudocode3,
+    )
 
     st = for_budget(budget, SETTINGS)
     tag = "-small" if budget == "small" else ""
@@ -216,10 +220,7 @@ def step_by_step(budget: str, runs_root: Path, results_root: Path, progress: boo
     # DDPM forgets x_1, DDIM does not: two stochastic runs from the same x_1
     run = runs[("x0", st["seeds"][0])]
     x1, a, _ = _samples(run, n, seed=2000)
-    _, b, _ = _samples(run, n, seed=2000)  # same x_1, other noise (seed + 1 reseeds the same)
-    torch.manual_seed(77)
-    from difusion.sampling.step_by_step import sample_pseudocode2
-
+    torch.manual_seed(77)  # the same x_1, other noise
     f = mean_predictor(run.model.denoiser(run.settings()))
     b = sample_pseudocode2(f, run.path, x1).float()
     result["forgetting"] = {
@@ -314,7 +315,7 @@ def _figures(result, run, memo_pts, samples: dict, out: Path) -> None:
 
 
 def _fact1_figure(rows: list[dict], path: Path) -> None:
-    from difusion.diffusion.step_by_step import mixture_at, reverse_conditional_1d, step_variance
+    from difusion.diffusion.step_by_step import reverse_conditional_1d, step_variance
     from difusion.diffusion.ve import VEPath
 
     mix = mixture_1d()
@@ -334,7 +335,6 @@ def _fact1_figure(rows: list[dict], path: Path) -> None:
             ax.plot(xs, dens, label="p(x_{t-dt} | x_t), exact")
             ax.plot(xs, gauss, "--", label="N(mean, sigma_q^2 dt)")
             ax.set(title=f"dt = 1/{T}, t = 1/2, x_t = {x_t}", xlabel="x_{t-dt}")
-            _ = mixture_at  # (the marginal used by fact1_table)
         axes[0].legend(fontsize=7)
         ax = axes[3]
         dts = [r["dt"] for r in rows]
