@@ -19,14 +19,14 @@ Every check is a function that returns its problems; the ``*_can_fail`` tests fe
 
 from __future__ import annotations
 
-import json
 import re
-import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests import claims
 
 ROOT = Path(__file__).resolve().parents[1]
 ES = ROOT / "docs" / "es"
@@ -36,7 +36,7 @@ PAGES = sorted(p for p in ES.glob("*.md") if p.name != "glosario.md")
 
 HEADING = re.compile(r"^(#{1,6}) +(.+?) *$")
 FENCE = re.compile(r"^\s*(```|~~~)")
-NUMBER = r"-?\d+(?:\.\d+)?(?:e-?\d+)?"
+NUMBER = claims.NUMBER
 SOURCED = re.compile(rf"(?<![\w.])({NUMBER})<!-- fuente: (\S+) (.*?) -->")
 
 
@@ -131,56 +131,11 @@ def test_the_outline_check_can_fail():
 # --------------------------------------------------------------------------------------------
 
 
-def source_value(source: str, selector: str) -> tuple[float | None, str]:
-    """The number a ``fuente`` comment points at, or (None, why not)."""
-    path = RESULTS / source
-    if not path.is_file():
-        return None, f"no file docs/results/{source}"
-    tokens = shlex.split(selector)
-    if path.suffix == ".json":
-        if not tokens or any("=" not in t for t in tokens[:-1]):
-            return None, f"say one field after the row's key=value: {selector!r}"
-        keys = dict(t.split("=", 1) for t in tokens[:-1])
-        rows = json.loads(path.read_text())
-        rows = rows if isinstance(rows, list) else [rows]
-        match = [r for r in rows if all(str(r.get(k)) == v for k, v in keys.items())]
-        if len(match) != 1:
-            return None, f"{len(match)} rows of {source} have {keys}"
-        value, parts = match[0], tokens[-1].split(".")
-        # a list by its index; a key may itself contain dots: the longest one that fits
-        while parts:
-            if isinstance(value, list) and parts[0].isdigit() and int(parts[0]) < len(value):
-                value, parts = value[int(parts[0])], parts[1:]
-                continue
-            keys_here = value if isinstance(value, dict) else {}
-            n = next((n for n in range(len(parts), 0, -1) if ".".join(parts[:n]) in keys_here), 0)
-            if not n:
-                return None, f"{source}: no field {tokens[-1]!r} in the row {keys}"
-            value, parts = value[".".join(parts[:n])], parts[n:]
-        return float(value), ""
-    if len(tokens) != 1 or "{}" not in tokens[0]:
-        return None, f"a text source takes one quoted pattern with {{}}: {selector!r}"
-    pattern = re.escape(tokens[0]).replace(re.escape("{}"), f"({NUMBER})")
-    found = re.findall(pattern, path.read_text())
-    if len(found) != 1:
-        return None, f"{source}: the pattern {tokens[0]!r} matches {len(found)} times"
-    return float(found[0]), ""
-
-
 def number_problems(md: str) -> list[str]:
     """Sourced numbers that differ from their source at the post's precision, or whose source
-    cannot be read; a table row that quotes a source must source every number in it."""
-    problems = []
-    for shown, source, selector in SOURCED.findall(md):
-        value, why = source_value(source, selector)
-        if value is None:
-            problems.append(f"{shown} ({source} {selector}): {why}")
-            continue
-        mantissa, e, _ = shown.partition("e")
-        digits = len(mantissa.split(".")[1]) if "." in mantissa else 0
-        expected = f"{value:.{digits}{'e' if e else 'f'}}"
-        if expected != shown:
-            problems.append(f"{shown} is {expected} in {source} ({selector})")
+    cannot be read (tests/claims.py's check); a table row that quotes a source must source every
+    number in it."""
+    problems = claims.explicit_problems(md)
     for row in (line for line in md.splitlines() if line.startswith("|") and "fuente:" in line):
         for cell in row.strip("|").split("|"):
             if re.fullmatch(rf"\s*{NUMBER}\s*", cell):

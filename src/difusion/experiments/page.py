@@ -10,15 +10,26 @@ from pathlib import Path
 from difusion.experiments.spec import Experiment
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux), for the page: timings depend on it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
 def machine() -> str:
-    """Where an experiment ran, for its page: the GPU's name, else the CPU core count."""
+    """Where an experiment ran, for its page: the GPU's name, else the CPU's cores and model."""
     import os
 
     import torch
 
     if torch.cuda.is_available():
         return f"one {torch.cuda.get_device_name()} GPU"
-    return f"{os.cpu_count()} CPU cores"
+    return f"{os.cpu_count()} CPU cores, {cpu_name()}"
 
 
 @contextmanager

@@ -29,6 +29,7 @@ CHAPTERS = (
     "latent",
     "speedrun",
     "ablation",
+    "families",
 )
 
 

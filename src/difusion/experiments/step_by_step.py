@@ -33,17 +33,6 @@ SETTINGS = {
 SIGMA_1D = 3.0  # sigma_q of the exact 1-D experiments
 
 
-def cpu_name() -> str:
-    """The CPU's model name (Linux), for the page: timings depend on it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
 def mixture_1d():
     """0.3 N(-1, 0.2^2) + 0.7 N(1.5, 0.3^2): bimodal 1-D data for Fact 1."""
     from difusion.diffusion.oracle import GaussianMixture
@@ -265,7 +254,7 @@ def step_by_step(budget: str, runs_root: Path, results_root: Path, progress: boo
     result["seconds"] = time.perf_counter() - started
     result["train_seconds"] = sum(train_seconds)
     result["trained_here"] = trained_before < len(list(root.glob("*/train_seconds.txt")))
-    result["machine"] = f"{machine()}, {cpu_name()}"
+    result["machine"] = machine()
     samples = {
         f"exact optimum, T = {net.path.T}": exact,
         f"exact optimum, T = {fine.T}": exact_fine,
