@@ -564,8 +564,8 @@ def test_load_dataset_dispatch_and_validation() -> None:
     for name in ("toy2d", "digits", "mnist", "fashion-mnist", "cifar10", "folder"):
         assert name in message
     with pytest.raises(DifusionError) as error:
-        load_dataset("digits", split="val")
-    assert "train, test, all" in assert_one_line(error)
+        load_dataset("digits", split="valid")
+    assert "train, test, all, fit, val" in assert_one_line(error)
     with pytest.raises(DifusionError):
         load_dataset("cifar10", split="all")
     with pytest.raises(DifusionError):

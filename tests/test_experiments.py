@@ -224,6 +224,12 @@ def test_scores_are_computed_once_per_folder(tmp_path, monkeypatch):
     assert calls == ["domain", "inception"] and first == again
     assert first["precision_domain"] == 0.5 and first["fid_inception"] == 3.0
     assert first["setup_inception"] == {"features": "inception"}
+    # scores against the validation split are cached apart from the test scores
+    val = score_images(None, None, tmp_path, reference="fashion-mnist:val", **kw)
+    assert calls == ["domain", "inception"] * 2 and val == first
+    assert (tmp_path / "eval-domain-val.json").is_file() and (
+        tmp_path / "eval-domain.json"
+    ).is_file()
 
 
 def test_every_experiment_name_resolves():

@@ -41,11 +41,14 @@ from difusion.errors import DatasetNotFoundError, DifusionError
 
 __all__ = [
     "DATASETS",
+    "HOLDOUT_SPLITS",
+    "VALIDATION",
     "Dataset",
     "DatasetInfo",
     "DatasetNotFoundError",
     "describe_datasets",
     "download_files",
+    "holdout",
     "load_dataset",
 ]
 
@@ -73,6 +76,11 @@ class DatasetInfo:
         return self.locate is None or self.locate() is not None
 
 
+# Held out of the training split for choosing settings: "val" is its last VALIDATION[name] examples
+# and "fit" the rest, so a choice made on "val" never sees the test split, and "train" = fit + val.
+VALIDATION = {"digits": 300, "mnist": 10_000, "fashion-mnist": 10_000, "cifar10": 5_000}
+HOLDOUT_SPLITS = ("fit", "val")
+
 DATASETS: dict[str, DatasetInfo] = {
     "toy2d": DatasetInfo(
         name="toy2d",
@@ -86,41 +94,44 @@ DATASETS: dict[str, DatasetInfo] = {
     "digits": DatasetInfo(
         name="digits",
         kind="image",
-        description="scikit-learn's 1,797 handwritten 8x8 digits (train 1,500 / test 297).",
+        description="scikit-learn's 1,797 handwritten 8x8 digits (train 1,500 = fit 1,200 + val "
+        "300 / test 297).",
         shape=(1, 8, 8),
         classes=10,
-        splits=DIGITS_SPLITS,
+        splits=(*DIGITS_SPLITS, *HOLDOUT_SPLITS),
         how_to_get="Ships with scikit-learn (`pip install scikit-learn`).",
         locate=digits_location,
     ),
     "mnist": DatasetInfo(
         name="mnist",
         kind="image",
-        description="MNIST handwritten digits, 28x28 grayscale (train 60,000 / test 10,000).",
+        description="MNIST handwritten digits, 28x28 grayscale (train 60,000 = fit 50,000 + val "
+        "10,000 / test 10,000).",
         shape=(1, 28, 28),
         classes=10,
-        splits=IDX_SPLITS,
+        splits=(*IDX_SPLITS, *HOLDOUT_SPLITS),
         how_to_get=how_to_get("mnist"),
         locate=lambda: locate_idx("mnist"),
     ),
     "fashion-mnist": DatasetInfo(
         name="fashion-mnist",
         kind="image",
-        description="Zalando's Fashion-MNIST clothes, 28x28 grayscale (train 60,000 / test "
-        "10,000).",
+        description="Zalando's Fashion-MNIST clothes, 28x28 grayscale (train 60,000 = fit 50,000 "
+        "+ val 10,000 / test 10,000).",
         shape=(1, 28, 28),
         classes=10,
-        splits=IDX_SPLITS,
+        splits=(*IDX_SPLITS, *HOLDOUT_SPLITS),
         how_to_get=how_to_get("fashion-mnist"),
         locate=lambda: locate_idx("fashion-mnist"),
     ),
     "cifar10": DatasetInfo(
         name="cifar10",
         kind="image",
-        description="CIFAR-10 small color photos, 32x32 RGB (train 50,000 / test 10,000).",
+        description="CIFAR-10 small color photos, 32x32 RGB (train 50,000 = fit 45,000 + val "
+        "5,000 / test 10,000).",
         shape=(3, 32, 32),
         classes=10,
-        splits=CIFAR10_SPLITS,
+        splits=(*CIFAR10_SPLITS, *HOLDOUT_SPLITS),
         how_to_get=CIFAR10_HOW_TO_GET,
         locate=locate_cifar10,
     ),
@@ -193,6 +204,19 @@ def _adapt(dataset: Dataset, image_size: int | None, channels: int | None) -> Da
     return Dataset(dataset.name, data.contiguous(), dataset.labels, dataset.class_names, info)
 
 
+def holdout(train: Dataset, split: str, size: int) -> Dataset:
+    """``split`` "val": the last ``size`` examples of the training split; "fit": the others.
+
+    A fixed cut, not a shuffle, so every run and every machine hold out the same examples (the
+    training files are already in random order)."""
+    if not 0 < size < len(train):
+        raise DifusionError(f"{train.name}: cannot hold out {size} of {len(train)} examples")
+    part = slice(len(train) - size, None) if split == "val" else slice(0, len(train) - size)
+    labels = None if train.labels is None else train.labels[part]
+    info = {**train.info, "split": split, "held_out_of": "train"}
+    return Dataset(train.name, train.data[part].contiguous(), labels, train.class_names, info)
+
+
 def load_dataset(
     name: str,
     *,
@@ -208,7 +232,8 @@ def load_dataset(
 ) -> Dataset:
     """Load dataset ``name`` (see :data:`DATASETS`) into memory.
 
-    ``split`` must be one of the dataset's splits. ``root`` is the directory to read from
+    ``split`` must be one of the dataset's splits; "fit" and "val" cut the training split in two
+    (:data:`VALIDATION`: choose settings on "val", then report the test split once). ``root`` is the directory to read from
     (required for ``folder``; for mnist/fashion-mnist/cifar10 it overrides the usual search).
     ``download=True`` fetches missing mnist/fashion-mnist/cifar10 files. ``image_size`` and
     ``channels`` resize / convert any image dataset (``folder`` defaults: 32 and 3).
@@ -241,6 +266,9 @@ def load_dataset(
         return first_stage.dataset(split)
     if first_stage is not None:
         raise DifusionError(f"{info.name}: first_stage applies to latents only; drop it.")
+    if split in HOLDOUT_SPLITS:
+        train = load_dataset(info.name, split="train", root=root, download=download)
+        return _adapt(holdout(train, split, VALIDATION[info.name]), image_size, channels)
     if info.name == "digits":
         dataset = load_digits(split)
     elif info.name in ("mnist", "fashion-mnist"):

@@ -58,9 +58,8 @@ SETTINGS = {"small": dict(steps=200, n=16), "full": dict(steps=None, n=64)}
 def families(budget: str, runs_root: Path, results_root: Path, progress: bool = True) -> Path:
     """Train every row's preset (``small``: 200 steps each, a smoke test), score it on the test
     split and write results_root/families/ (README.md, results.json, the sample grids)."""
-    import shutil
-
     import os
+    import shutil
 
     s = for_budget(budget, SETTINGS)
     load = os.getloadavg()[0]

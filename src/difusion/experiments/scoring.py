@@ -22,15 +22,19 @@ def score_images(
     progress: bool = True,
 ) -> dict:
     """The metrics of ``images`` on each feature network, named by it (plus ``setup_FEATURES``:
-    what was measured), each evaluation computed once into ``folder/eval-FEATURES.json``."""
+    what was measured), each evaluation computed once into ``folder/eval-FEATURES.json``
+    (``eval-FEATURES-SPLIT.json`` against a reference split other than test)."""
     from difusion.evaluation import evaluate, write_json
 
     row: dict = {}
     for feats in features:
-        out = Path(folder) / f"eval-{feats}.json"
-        if out.exists():
-            result = json.loads(out.read_text())
-            found, setup = result["metrics"], result["setup"]
+        split = reference.partition(":")[2] or "test"
+        out = Path(folder) / (
+            f"eval-{feats}.json" if split == "test" else f"eval-{feats}-{split}.json"
+        )
+        cached = json.loads(out.read_text()) if out.exists() else None
+        if cached is not None and cached["setup"].get("reference", reference) == reference:
+            found, setup = cached["metrics"], cached["setup"]
         else:
             r = evaluate(
                 images,
@@ -52,8 +56,9 @@ def score_images(
 
 
 def score_run(run_dir: Path, ev: EvalSpec, device, progress: bool) -> dict:
-    """Sample ``run_dir`` as ``ev`` says and score the samples against its dataset's test split:
-    the row's sampler, steps, sampling seconds, metrics and (``ev.nll_images``) bits/dim."""
+    """Sample ``run_dir`` as ``ev`` says and score the samples against its dataset's
+    ``ev.reference_split`` (test, or val for an experiment that chooses a setting): the row's
+    sampler, steps, sampling seconds, metrics and (``ev.nll_images``) bits/dim."""
     from difusion.data.latents import image_dataset_of
     from difusion.evaluation import load_samples
     from difusion.metrics.nll import run_nll, write_nll
@@ -82,7 +87,7 @@ def score_run(run_dir: Path, ev: EvalSpec, device, progress: bool) -> dict:
         folder,
         features=ev.features,
         metrics=ev.metrics,
-        reference=f"{image_dataset_of(run.config)}:test",
+        reference=f"{image_dataset_of(run.config)}:{ev.reference_split}",
         n_reference=ev.n_reference,
         device=device,
         progress=progress,

@@ -23,6 +23,9 @@ class EvalSpec:
     variance: str | None = None  # ddpm's sigma_t^2 (None: the run's)
     guidance: float | None = None  # classifier-free guidance w (None: the run's)
     nll_images: int = 0  # > 0: also the bound in bits/dim on this many test images
+    # what the samples are scored against: "test", or "val" (held out of the training split) when the
+    # experiment chooses a setting, so that the test split is reported once, after the choice
+    reference_split: str = "test"
 
 
 @dataclass
