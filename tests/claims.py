@@ -16,7 +16,8 @@ code blocks, inline code, math, links and HTML comments are not prose. A claim i
 What is neither is *unsourced*. ``docs/claims-unsourced.txt`` lists the unsourced claims main still
 has, page by page, so the list can only shrink: a new unsourced number fails the test, and so does
 a listed one that has gone (remove it from the list). ``python -m tests.claims`` prints the
-unsourced claims with their context; ``python -m tests.claims --write`` rewrites the list.
+unsourced claims with their context; ``--prune`` unlists the ones that are gone (sourced or
+removed); ``--write`` rewrites the whole list (only to start it: it would also list new debts).
 """
 
 from __future__ import annotations
@@ -268,10 +269,28 @@ def write_registry(found: dict[str, list[tuple[str, str]]]) -> None:
     REGISTRY.write_text("\n".join(lines) + "\n")
 
 
+def prune_registry(found: dict[str, list[tuple[str, str]]]) -> int:
+    """Drop the listed claims that are gone from their pages (never add one); how many went."""
+    have = {page: Counter(shown for shown, _ in items) for page, items in found.items()}
+    kept, dropped = [], 0
+    for line in REGISTRY.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            page, shown = line.split("\t")[:2]
+            if have.get(page, Counter())[shown] <= 0:
+                dropped += 1
+                continue
+            have[page][shown] -= 1
+        kept.append(line)
+    REGISTRY.write_text("\n".join(kept) + "\n")
+    return dropped
+
+
 def main(argv: list[str]) -> None:
     found = current()
     if "--write" in argv:
         write_registry(found)
+    if "--prune" in argv:
+        print(f"{prune_registry(found)} paid claims unlisted")
     total = sum(len(v) for v in found.values())
     claims = sum(len(CLAIM.findall(prose(p.read_text()))) for p in pages())
     for page, items in found.items():
