@@ -99,6 +99,7 @@ class TrainConfig:
     steps: int | None = within(None, "[1, inf)")  # stop after this many steps (None: use minutes)
     # or stop after this wall-clock time; the LR schedule ends on time
     minutes: float | None = within(None, "(0, inf)")
+    # per process: under torchrun with N processes a step trains on N x batch_size examples
     batch_size: int = within(64, "[1, inf)")
     lr: float = within(2e-4, "(0, inf)")
     min_lr_ratio: float = within(0.1, "[0, 1]")  # the cosine decay ends at lr * min_lr_ratio

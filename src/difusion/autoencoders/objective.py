@@ -108,8 +108,10 @@ class AutoencoderObjective(Objective):
             "latent_shape": list(self.network.latent_shape),
         }
 
-    def batch(self, generator: torch.Generator) -> torch.Tensor:
-        idx = torch.randint(len(self.data), (self.cfg.train.batch_size,), generator=generator)
+    def batch(self, generator: torch.Generator, size: int) -> torch.Tensor:
+        """``size`` images, drawn with replacement."""
+        idx = torch.randint(len(self.data), (size,), generator=generator)
+        self.last_indices = idx
         x = self.data[idx.to(self.device)]
         if self.cfg.autoencoder.likelihood == "bernoulli":
             x = binarize(x, generator)  # dynamic binarization (Burda et al. 2016, Sec. 5)

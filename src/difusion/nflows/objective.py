@@ -15,9 +15,22 @@ import torch
 
 from difusion.build import build_dataset
 from difusion.config import Config
+from difusion.diffusion.likelihood_ode import standard_normal_log_prob
 from difusion.nflows.dequantization import dequantize, dequantized_bits_per_dim, to_levels
 from difusion.nflows.models import build_nflow, is_discrete
 from difusion.training.objectives import Objective, register
+
+
+def log_prob(model: torch.nn.Module, x: torch.Tensor, kind: str) -> torch.Tensor:
+    """log p(x) per example through ``model``'s forward call, not its ``log_prob`` method: under
+    torchrun ``model`` is the DistributedDataParallel wrapper, which has no ``log_prob`` and
+    synchronises the gradients of forward calls only. RealNVP: log N(z; 0, I) + log |det dz/dx|;
+    IDF: log P_Z(f(x)), exact (no Jacobian term for a bijection of the integers)."""
+    net = getattr(model, "module", model)
+    if kind == "idf":
+        return net.prior.log_prob(model(x))
+    z, log_det = model(x)
+    return standard_normal_log_prob(z) + log_det
 
 
 def nflow_loss(
@@ -27,13 +40,13 @@ def nflow_loss(
     net = getattr(model, "module", model)  # DistributedDataParallel wraps the network
     n, dim = cfg.nflow, net.dim
     if n.kind == "idf":
-        bits = -model.log_prob(batch) / (dim * math.log(2))  # exact: P(x) = P_Z(f(x))
+        bits = -log_prob(model, batch, n.kind) / (dim * math.log(2))  # exact: P(x) = P_Z(f(x))
         return bits.mean(), {}
     if not is_discrete(net.shape):
-        nll = -model.log_prob(batch) / dim
+        nll = -log_prob(model, batch, n.kind) / dim
         return nll.mean(), {}
     x = dequantize(batch, n.levels, generator)
-    bits = dequantized_bits_per_dim(model.log_prob(x), dim, n.levels)
+    bits = dequantized_bits_per_dim(log_prob(model, x, n.kind), dim, n.levels)
     return bits.mean(), {}
 
 
@@ -66,8 +79,10 @@ class NFlowObjective(Objective):
     def meta(self) -> dict:
         return {"shape": list(self.shape)}
 
-    def batch(self, generator: torch.Generator) -> torch.Tensor:
-        idx = torch.randint(len(self.data), (self.cfg.train.batch_size,), generator=generator)
+    def batch(self, generator: torch.Generator, size: int) -> torch.Tensor:
+        """``size`` examples, drawn with replacement."""
+        idx = torch.randint(len(self.data), (size,), generator=generator)
+        self.last_indices = idx
         return self.data[idx.to(self.device)]
 
     def loss(self, model, batch, generator, autocast_dtype):

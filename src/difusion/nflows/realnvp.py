@@ -11,14 +11,8 @@ import math
 import torch
 from torch import nn
 
+from difusion.diffusion.likelihood_ode import standard_normal_log_prob
 from difusion.nflows.coupling import AffineCoupling, make_mask
-
-LOG_2PI = math.log(2 * math.pi)
-
-
-def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
-    """log N(z; 0, I) of flat vectors (N, D), summed over D."""
-    return -0.5 * (z.pow(2) + LOG_2PI).sum(1)
 
 
 def normal_rows(n: int, dim: int, seed: int) -> torch.Tensor:

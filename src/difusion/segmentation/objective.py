@@ -117,16 +117,20 @@ class SegmentationObjective(Objective):
     def meta(self) -> dict:
         return {"tile_in": self.tile_in, "tile_out": self.tile_out}
 
-    def batch(self, generator: torch.Generator):
+    def batch(self, generator: torch.Generator, size: int):
+        """``size`` random tiles (image, target, weight map) of training images drawn with
+        replacement."""
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
         rng = np.random.default_rng(seed)
-        xs, ts, ws = [], [], []
-        for _ in range(self.cfg.train.batch_size):
-            pair = self.pairs[int(rng.integers(len(self.pairs)))]
+        xs, ts, ws, picked = [], [], [], []
+        for _ in range(size):
+            picked.append(int(rng.integers(len(self.pairs))))
+            pair = self.pairs[picked[-1]]
             x, t, w = sample_tile(pair, self.tile_in, self.tile_out, rng, self.cfg.segmentation)
             xs.append(x)
             ts.append(t)
             ws.append(w)
+        self.last_indices = torch.tensor(picked)
         to = lambda a, dt: torch.as_tensor(np.stack(a), dtype=dt, device=self.device)  # noqa: E731
         return to(xs, torch.float32)[:, None], to(ts, torch.int64), to(ws, torch.float32)
 

@@ -34,11 +34,13 @@ class GenerativeObjective(Objective):
     def meta(self) -> dict:
         return {"shape": list(self.dataset.shape), "num_classes": self.dataset.num_classes}
 
-    def batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x_0 from ``self.data`` (mirrored at random with ``data.hflip``) and its labels, dropped
-        to the null class with p_uncond for classifier-free guidance."""
+    def batch(
+        self, generator: torch.Generator, size: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``size`` x_0 from ``self.data`` (mirrored at random with ``data.hflip``) and their
+        labels, dropped to the null class with p_uncond for classifier-free guidance."""
         cfg = self.cfg
-        idx = torch.randint(len(self.data), (cfg.train.batch_size,), generator=generator)
+        idx = torch.randint(len(self.data), (size,), generator=generator)
         idx = idx.to(self.device)
         x0 = self.data[idx]
         if cfg.data.hflip and x0.dim() == 4:
@@ -47,6 +49,7 @@ class GenerativeObjective(Objective):
         y = self.labels[idx] if self.use_labels else None
         if y is not None and cfg.train.p_uncond > 0:  # label dropout for classifier-free guidance
             y = drop_labels(y, cfg.train.p_uncond, self.dataset.num_classes, generator)
+        self.last_indices = idx
         return x0, y
 
     def sampling_model(self, network, autocast_dtype):

@@ -115,12 +115,13 @@ class FlowObjective(GenerativeObjective):
             what = f"reflow of {self.cfg.flow.reflow}: {len(self.pairs[0])} ODE pairs"
         return f"{what}, {self.path.describe()}"
 
-    def batch(self, generator: torch.Generator):
+    def batch(self, generator: torch.Generator, size: int):
         """(x_0, y, None), or a reflow pair (x_0, None, eps)."""
         if self.pairs is None:
-            return (*super().batch(generator), None)
-        bs = self.cfg.train.batch_size
-        idx = torch.randint(len(self.pairs[0]), (bs,), generator=generator).to(self.device)
+            return (*super().batch(generator, size), None)
+        idx = torch.randint(len(self.pairs[0]), (size,), generator=generator)
+        self.last_indices = idx
+        idx = idx.to(self.device)
         return self.pairs[1][idx], None, self.pairs[0][idx]
 
     def loss(self, model, batch, generator, autocast_dtype):

@@ -51,6 +51,10 @@ from difusion.viz import plot_loss
 
 __all__ = ["CHECKPOINT", "RunResult", "load_run_config", "train"]
 
+# For tests and debugging: with DIFUSION_TRACE_BATCHES=FOLDER every rank appends, each step, the
+# dataset indices of the examples it trained on to FOLDER/batches-rank{rank}.jsonl.
+TRACE_ENV = "DIFUSION_TRACE_BATCHES"
+
 
 @dataclass
 class RunResult:
@@ -250,9 +254,12 @@ def _train(
         network.parameters(), lr=tc.lr, betas=(0.9, tc.adam_beta2), weight_decay=tc.weight_decay
     )
     amp = autocast_dtype(tc.precision, device)
-    # Separate random streams: which examples are drawn, and the t / eps of the loss.
-    data_gen = torch.Generator().manual_seed(tc.seed * 1000 + d.rank)
+    # Separate random streams: which examples are drawn, and the t / eps of the loss. The data
+    # stream is one for all ranks: each draws the global batch and keeps its rows (distributed.py).
+    data_gen = torch.Generator().manual_seed(tc.seed * 1000)
     loss_gen = torch.Generator().manual_seed(tc.seed * 1000 + 500 + d.rank)
+    global_batch = distributed.global_batch_size(tc.batch_size, d)
+    trace = os.environ.get(TRACE_ENV)  # a folder: each rank logs the examples it trained on
     step, elapsed = 0, 0.0
     window_loss, window_n = 0.0, 0  # the loss summed since the last metrics line
     ckpt_path = run_dir / CHECKPOINT
@@ -269,11 +276,13 @@ def _train(
         # a resumed run logs the same averages as one never stopped
         window_loss, window_n = float(meta.get("window_loss", 0.0)), int(meta.get("window_n", 0))
         rng = groups.get("rng", {})
-        if d.rank == 0 and "data" in rng:  # other ranks re-derive theirs from the step
+        if "data" in rng:  # the shared data stream goes on where rank 0 saved it, on every rank
             data_gen.set_state(rng["data"])
+        else:
+            data_gen.manual_seed(tc.seed * 1000 + 7919 * step)
+        if d.rank == 0 and "loss" in rng:  # other ranks re-derive their loss stream from the step
             loss_gen.set_state(rng["loss"])
         else:
-            data_gen.manual_seed(tc.seed * 1000 + d.rank + 7919 * step)
             loss_gen.manual_seed(tc.seed * 1000 + 500 + d.rank + 7919 * step)
         if d.is_main:  # the checkpoint loaded: now the folder may change
             remove_stale(run_dir)
@@ -381,7 +390,13 @@ def _train(
             for group in optimizer.param_groups:
                 group["lr"] = tc.lr * lr_factor(step, p, tc.warmup_steps, tc.min_lr_ratio)
 
-            batch = objective.batch(data_gen)
+            batch = distributed.local_part(objective.batch(data_gen, global_batch), d)
+            if trace:
+                rows = distributed.local_part(objective.last_indices, d)
+                append_line(
+                    Path(trace) / f"batches-rank{d.rank}.jsonl",
+                    json.dumps({"step": step + 1, "indices": rows.tolist()}),
+                )
             loss, extras = objective.loss(model, batch, loss_gen, amp)
             if not torch.isfinite(loss):
                 hint = f"lower train.lr (now {tc.lr:g})"

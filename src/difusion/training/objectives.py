@@ -29,6 +29,7 @@ class Objective:
 
     name = "objective"
     loss_label = "loss"  # the loss curve's title
+    last_indices: torch.Tensor | None = None  # the dataset rows of the last batch (for tracing)
 
     def __init__(self, cfg: Config, device: torch.device):
         self.cfg, self.device = cfg, device
@@ -42,8 +43,11 @@ class Objective:
         """JSON-able facts stored in the checkpoint so the run can be loaded without its data."""
         return {}
 
-    def batch(self, generator: torch.Generator) -> Any:
-        """Draw one training batch (already on the device)."""
+    def batch(self, generator: torch.Generator, size: int) -> Any:
+        """Draw one training batch of ``size`` examples (already on the device): the global batch,
+        which the loop splits among the DDP ranks by rows (``distributed.local_part``), so every
+        per-example tensor has the examples along dim 0. Set ``self.last_indices`` to the drawn
+        dataset rows."""
         raise NotImplementedError
 
     def loss(
