@@ -42,12 +42,14 @@ from difusion.errors import DatasetNotFoundError, DifusionError
 __all__ = [
     "DATASETS",
     "HOLDOUT_SPLITS",
+    "LEVELS",
     "VALIDATION",
     "Dataset",
     "DatasetInfo",
     "DatasetNotFoundError",
     "describe_datasets",
     "download_files",
+    "data_levels",
     "holdout",
     "load_dataset",
 ]
@@ -80,6 +82,22 @@ class DatasetInfo:
 # and "fit" the rest, so a choice made on "val" never sees the test split, and "train" = fit + val.
 VALIDATION = {"digits": 300, "mnist": 10_000, "fashion-mnist": 10_000, "cifar10": 5_000}
 HOLDOUT_SPLITS = ("fit", "val")
+# How many grey levels each image dataset's pixels take (k -> 2k/(L-1) - 1 on [-1, 1]): the bin
+# width of a discrete likelihood. 8-bit files have 256; scikit-learn's digits count ink 0..16.
+LEVELS = {"digits": 17, "mnist": 256, "fashion-mnist": 256, "cifar10": 256, "folder": 256}
+
+
+def data_levels(name: str) -> int:
+    """The number of grey levels of image dataset ``name``, or a one-line error for data that is
+    not discrete (points, latents): a bits/dim needs the data's own bins."""
+    name = _resolve(name).name
+    if name not in LEVELS:
+        raise DifusionError(
+            f"{name} is not discrete image data, so it has no bits/dim on its levels; the "
+            "likelihood in bits/dim is for " + ", ".join(LEVELS)
+        )
+    return LEVELS[name]
+
 
 DATASETS: dict[str, DatasetInfo] = {
     "toy2d": DatasetInfo(

@@ -18,7 +18,8 @@ width 2/255): uniform dequantization x + (2/255)(u - 1/2), u ~ U[0, 1)^D, and
 
 an upper bound (Jensen) on -log2 P(bin) / D, the discrete negative log-likelihood -- the quantity
 the VLB of ``difusion.diffusion.likelihood`` bounds with the same bins (its decoder's bin is
-[x - 1/255, x + 1/255]), so the two bits/dim compare directly.
+[x - 1/255, x + 1/255]), so the two bits/dim compare directly. Data on L levels (the digits' 17)
+uses bins of width 2/(L - 1) in both.
 """
 
 from __future__ import annotations
@@ -106,10 +107,18 @@ def ode_log_likelihood(
     return standard_normal_log_prob(x) + delta, x
 
 
-def dequantize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Uniform dequantization of 8-bit data on [-1, 1]: x + (2/255)(u - 1/2), u ~ U[0, 1)."""
+def level_bin(levels: int) -> float:
+    """The width of one of ``levels`` evenly spaced values on [-1, 1]: 2/(L - 1)."""
+    return 2.0 / (levels - 1)
+
+
+def dequantize(
+    x: torch.Tensor, generator: torch.Generator | None = None, levels: int = 256
+) -> torch.Tensor:
+    """Uniform dequantization of data on ``levels`` values in [-1, 1] (8-bit by default):
+    x + b (u - 1/2), u ~ U[0, 1), b = 2/(L - 1) the bin width."""
     u = torch.rand(x.shape, generator=generator).to(x)
-    return x + PIXEL_BIN * (u - 0.5)
+    return x + level_bin(levels) * (u - 0.5)
 
 
 def bits_per_dim(log_p: torch.Tensor, dims: int, bin_width: float = PIXEL_BIN) -> torch.Tensor:

@@ -2,8 +2,9 @@
 
 `difusion eval RUN --nll` evaluates all T terms of eq. 5 for each of N test images (T network calls
 per batch), and reports the mean with its standard error over images, as improved DDPM reports
-NLL. Images are 8-bit, so L_0 is the discretized decoder and the result is a bound on
--log2 p(x_0) / D for the quantised data (no dequantisation needed).
+NLL. Images are discrete (256 levels, or the digits' 17), so L_0 is the discretized decoder on the
+data's own bins and the result is a bound on -log2 P(x_0) / D for the quantised data (no
+dequantisation needed).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def run_nll(
     with learned variances, else ``diffusion.variance``); ``beta`` or ``beta_tilde`` to compare.
     """
     from difusion.build import build_dataset
+    from difusion.data import data_levels
+    from difusion.diffusion.likelihood import check_on_grid
     from difusion.precision import autocast_dtype
     from difusion.sampling import ModelDenoiser
 
@@ -52,6 +55,8 @@ def run_nll(
     data = build_dataset(cfg, split=split)
     n = min(n, len(data))
     x = data.data[:n].to(device)
+    levels = data_levels(cfg.data.name)
+    check_on_grid(x, levels, f"{cfg.data.name}:{split}")
     y = None
     if cfg.model.class_conditional and data.labels is not None:
         y = data.labels[:n].to(device)
@@ -76,6 +81,7 @@ def run_nll(
             run.path,
             xb,
             variance=variance,
+            levels=levels,
             y=yb,
             generator=g,
             callback=lambda t: bar.update(1),
@@ -89,6 +95,7 @@ def run_nll(
         "standard_error": (total.std() / math.sqrt(len(total))).item() if n > 1 else float("nan"),
         "n_images": n,
         "split": f"{cfg.data.name}:{split}",
+        "levels": levels,
         "T": run.path.T,
         "variance": variance,
         "run_step": run.step,

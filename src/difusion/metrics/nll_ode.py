@@ -52,7 +52,14 @@ def run_ode_nll(
     from tqdm.auto import tqdm
 
     from difusion.build import build_dataset
-    from difusion.diffusion.likelihood_ode import bits_per_dim, dequantize, ode_log_likelihood
+    from difusion.data import data_levels
+    from difusion.diffusion.likelihood import check_on_grid
+    from difusion.diffusion.likelihood_ode import (
+        bits_per_dim,
+        dequantize,
+        level_bin,
+        ode_log_likelihood,
+    )
 
     if len(run.shape) != 3:
         raise DifusionError("--ode-steps scores images; this run is on 2-D points")
@@ -65,7 +72,9 @@ def run_ode_nll(
     data = build_dataset(run.config, split=split)
     n = min(n, len(data))
     g = torch.Generator().manual_seed(seed)
-    x = dequantize(data.data[:n].float(), g)
+    levels = data_levels(run.config.data.name)
+    check_on_grid(data.data[:n], levels, f"{run.config.data.name}:{split}")
+    x = dequantize(data.data[:n].float(), g, levels)
     velocity = ode_velocity(run)
     start = time.perf_counter()
     parts = []
@@ -74,13 +83,14 @@ def run_ode_nll(
         log_p, _ = ode_log_likelihood(
             velocity, xb, steps=steps, method="rk4", divergence="hutchinson", generator=g
         )
-        parts.append(bits_per_dim(log_p.double().cpu(), xb[0].numel()))
+        parts.append(bits_per_dim(log_p.double().cpu(), xb[0].numel(), level_bin(levels)))
     b = torch.cat(parts)
     return {
         "bits_per_dim": b.mean().item(),
         "standard_error": (b.std() / math.sqrt(len(b))).item() if n > 1 else float("nan"),
         "n_images": n,
         "split": f"{run.config.data.name}:{split}",
+        "levels": levels,
         "method": f"probability-flow ODE, RK4 {steps} steps, Hutchinson, uniform dequantization",
         "run_step": run.step,
         "seconds": round(time.perf_counter() - start, 1),
