@@ -134,6 +134,21 @@ def shown_as(value: float, shown: str) -> bool:
     return text == shown or (text == "-" + shown.lstrip("-") and float(shown) == 0)
 
 
+def text_shows(written: str, shown: str) -> bool:
+    """Does a number written in a text file (a results README) show as ``shown``? As written, or
+    rounded to fewer digits, unless the digits dropped are a lone 5: "46.45" was itself rounded
+    (from 46.448), so it cannot say whether 46.4 or 46.5 is right."""
+    if written == shown:
+        return True
+    if "e" in written or "e" in shown or "." not in written:
+        return False
+    digits = len(shown.split(".")[1]) if "." in shown else 0
+    dropped = written.split(".")[1][digits:]
+    if not dropped or dropped.rstrip("0") == "5":
+        return False
+    return shown_as(float(written), shown)
+
+
 def _numbers(obj) -> list[float]:
     if isinstance(obj, bool):
         return []
@@ -149,18 +164,21 @@ def _numbers(obj) -> list[float]:
 
 
 @cache
-def folder_values(name: str) -> frozenset[float]:
-    """Every number in the text files of docs/results/NAME (JSON values and numbers in text)."""
+def folder_values(name: str) -> tuple[frozenset[float], frozenset[str]]:
+    """The numbers in the files of docs/results/NAME: JSON values (a page may round them) and the
+    numbers of its text files as written (a page must show them as written, so a number rounded
+    twice, 46.448 -> "46.45" -> 46.5, does not pass)."""
     values: set[float] = set()
+    texts: set[str] = set()
     folder = RESULTS / name
     if not folder.is_dir():
-        return frozenset()
+        return frozenset(), frozenset()
     for path in folder.rglob("*"):
         if path.suffix == ".json":
             values.update(_numbers(json.loads(path.read_text())))
         elif path.suffix in (".md", ".txt", ".yaml", ".csv", ".jsonl"):
-            values.update(float(x) for x in TEXT_NUMBER.findall(path.read_text()))
-    return frozenset(values)
+            texts.update(t.lstrip("+") for t in TEXT_NUMBER.findall(path.read_text()))
+    return frozenset(values), frozenset(texts)
 
 
 def section_at(md: str, offset: int) -> str:
@@ -203,15 +221,15 @@ def unsourced(md: str) -> list[tuple[str, str]]:
     text = prose(md)
     out = []
     for m in CLAIM.finditer(text):
-        values = [
-            v for name in named_folders(section_at(md, m.start())) for v in folder_values(name)
-        ]
         if m.start() in explicit:
             continue
         shown = m[0]
         if REFERENCE.search(text[max(0, m.start() - 24) : m.start()]):
             continue
-        if any(shown_as(v, shown) for v in values):
+        found = [folder_values(name) for name in named_folders(section_at(md, m.start()))]
+        if any(text_shows(t, shown) for _, texts in found for t in texts):
+            continue
+        if any(shown_as(v, shown) for values, _ in found for v in values):
             continue
         line_start = text.rfind("\n", 0, m.start()) + 1
         line_end = text.find("\n", m.end())

@@ -81,3 +81,11 @@ def test_what_is_not_a_claim():
     )
     assert claims.unsourced(md) == []
     assert [n for n, _ in claims.unsourced("a loss of 0.0742 here")] == ["0.0742"]
+
+
+def test_a_number_rounded_twice_is_not_sourced():
+    """A results README's 46.45 was itself rounded (from 46.448): a page's 46.5 must come from
+    the JSON value, which says 46.4. Rounding a README number once is fine otherwise."""
+    assert claims.text_shows("46.45", "46.45") and claims.text_shows("0.1827", "0.183")
+    assert not claims.text_shows("46.45", "46.5") and not claims.text_shows("0.0815", "0.082")
+    assert claims.shown_as(46.448, "46.4") and not claims.shown_as(46.448, "46.5")

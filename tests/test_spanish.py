@@ -222,6 +222,9 @@ TWINS = {
     "ddpm.md": "docs/ddpm.md",
     "README.md": "docs/README.md",
     "paso-a-paso.md": "docs/step-by-step.md",
+    "autoencoders.md": "docs/autoencoders.md",
+    "unet.md": "docs/unet.md",
+    "flujos.md": "docs/flow.md",
 }
 
 
