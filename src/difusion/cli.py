@@ -290,10 +290,10 @@ def sample(
             f"--out {out} holds a run, whose own samples would be replaced; name another folder"
         )
     objective = run_objective(run_dir)
-    if objective not in (*GENERATIVE, "autoencoder", "nflow"):
+    if objective not in (*GENERATIVE, "autoencoder", "nflow", "hvae", "ebm"):
         hint = "; segment images with `difusion segment`" if objective == "segmentation" else ""
         raise DifusionError(f"{run_dir} is a {objective} run, which draws no samples{hint}")
-    if objective in ("autoencoder", "nflow"):  # they sample their prior in one pass
+    if objective in ("autoencoder", "nflow", "hvae", "ebm"):  # their own samplers: no DDPM flags
         given = {
             "--steps": steps, "--variance": variance, "--sampler": sampler, "--eta": eta,
             "--class": class_id, "--guidance": guidance, "--rescale": rescale,
@@ -309,6 +309,18 @@ def sample(
             from difusion.nflows import sample_nflow_run
 
             for name, p in sample_nflow_run(run_dir, 64 if n is None else n, seed, out).items():
+                typer.echo(f"  {name:12s} {p}")
+            return None
+        if objective == "hvae":
+            from difusion.hvae import sample_hvae_run
+
+            for name, p in sample_hvae_run(run_dir, 64 if n is None else n, seed, out).items():
+                typer.echo(f"  {name:12s} {p}")
+            return None
+        if objective == "ebm":  # Langevin: SGLD on an energy, annealed on a score
+            from difusion.ebm import sample_ebm_run
+
+            for name, p in sample_ebm_run(run_dir, 64 if n is None else n, seed, out).items():
                 typer.echo(f"  {name:12s} {p}")
             return None
         return autoencoder_cli("sample", run_dir, n=n, seed=seed, out=out)

@@ -29,6 +29,10 @@ SEGMENTATION_SOURCES = ("synthetic", "stardist", "dsb2018")  # segmentation.data
 TIME_SAMPLINGS = ("uniform", "logit-normal")  # flow.time_sampling
 NFLOW_KINDS = ("realnvp", "idf")  # nflow.kind (nflows/realnvp.py, nflows/idf.py)
 NFLOW_MASKS = ("checkerboard", "half")  # nflow.mask (nflows/coupling.py's make_mask)
+HVAE_KINDS = ("hierarchical", "diffusion")  # hvae.kind (hvae/hierarchical.py, hvae/diffusion.py)
+HVAE_INFERENCE = ("top-down", "bottom-up")  # hvae.inference (hvae/hierarchical.py)
+HVAE_PRIORS = ("standard", "mog", "vamp")  # hvae.prior (hvae/priors.py)
+EBM_KINDS = ("cd", "dsm")  # ebm.kind (ebm/energy.py, ebm/score.py)
 
 
 def within(default, interval: str):
@@ -255,9 +259,66 @@ class NFlowConfig:
 
 
 @dataclass
+class HVAEConfig:
+    """``objective: hvae`` (src/difusion/hvae/): latent-variable models with more than one stochastic
+    layer, on images of ``levels`` grey levels with a categorical decoder p(x | z1) over the levels.
+
+    hierarchical: z2 -> z1 -> x, inferred top-down (Sonderby et al. 2016) or bottom-up; diffusion:
+    x = z0 -> z1 -> ... -> zT with a fixed Gaussian forward chain and a learned reverse chain."""
+
+    kind: str = "hierarchical"  # hierarchical (two stochastic layers) or diffusion (T of them)
+    inference: str = "top-down"  # hierarchical: top-down (ladder VAE) or bottom-up q(z1|x) q(z2|z1)
+    prior: str = "standard"  # hierarchical: p(z2) standard (N(0, I)), mog or vamp (VampPrior)
+    components: int = within(32, "[1, inf)")  # mog: Gaussians; vamp: pseudo-inputs
+    z1: int = within(32, "[1, inf)")  # hierarchical: size of the lower latent z1
+    z2: int = within(16, "[1, inf)")  # hierarchical: size of the top latent z2
+    hidden: int = within(256, "[1, inf)")  # width of every MLP
+    depth: int = within(2, "[1, inf)")  # hidden layers of every MLP
+    T: int = within(5, "[1, inf)")  # diffusion: steps of the forward chain
+    beta: float = within(0.5, "(0, 1)")  # diffusion: the constant variance of each forward step
+    # training steps over which the KL terms' weight rises from 0 to 1 (warm-up: Sonderby et al.
+    # 2016, Sec. 2.3); 0: the ELBO from the start. The measures are always the full ELBO.
+    kl_warmup: int = within(0, "[0, inf)")
+    levels: int = within(17, "[2, inf)")  # grey levels of the data (scikit-learn's digits: 17)
+    # draws per test image for the measures: the ELBO averages them, the IWAE bound log-means them
+    iwae_k: int = within(128, "[1, inf)")
+    eval_n: int | None = within(None, "[1, inf)")  # test images scored at the end (None: all)
+
+
+@dataclass
+class EBMConfig:
+    """``objective: ebm`` (src/difusion/ebm/): energy-based models and score matching.
+
+    cd: an energy E(x), p(x) ~ exp(-E(x)), trained by contrastive divergence with short-run SGLD
+    negatives from a replay buffer (Du & Mordatch 2019); dsm: a noise-conditional score s(x, sigma)
+    trained by denoising score matching and sampled by annealed Langevin (Song & Ermon 2019)."""
+
+    kind: str = "cd"  # cd (an energy, contrastive divergence) or dsm (a score, denoising)
+    hidden: int = within(128, "[1, inf)")  # width of the MLP
+    depth: int = within(3, "[1, inf)")  # hidden layers of the MLP
+    # cd: SGLD x <- x - (eps/2) dE/dx + sqrt(eps) z; its step eps and the steps per training batch
+    step_size: float = within(0.01, "(0, inf)")
+    sgld_steps: int = within(20, "[1, inf)")
+    buffer: int = within(10000, "[1, inf)")  # cd: replay buffer size
+    reinit: float = within(0.05, "[0, 1]")  # cd: share of each batch's chains restarted from noise
+    l2: float = within(0.1, "[0, inf)")  # cd: weight of f(x)^2 + f(x')^2 (the network's energies)
+    noise_range: float = within(3.0, "(0, inf)")  # cd: fresh chains start uniform on [-r, r]
+    # cd: s0 of a Gaussian reference, E(x) = f(x) + |x|^2 / (2 s0^2) (Xie et al. 2016); 0: none
+    base_std: float = within(0.0, "[0, inf)")
+    # dsm: the geometric ladder sigma_1 > ... > sigma_L of Song & Ermon (Sec. 4.2)
+    sigma_max: float = within(1.0, "(0, inf)")
+    sigma_min: float = within(0.01, "(0, inf)")
+    levels: int = within(10, "[1, inf)")  # dsm: L, the number of noise levels
+    # sampling: cd runs sample_steps of SGLD from fresh noise; dsm anneals with sample_steps per
+    # level at step alpha_i = sample_eps sigma_i^2 / sigma_L^2 (Song & Ermon, Algorithm 1)
+    sample_steps: int = within(100, "[1, inf)")
+    sample_eps: float = within(2.0e-5, "(0, inf)")
+
+
+@dataclass
 class Config:
     name: str = "run"
-    # what the training loop trains: diffusion, flow, autoencoder, segmentation, nflow
+    # what the training loop trains: diffusion, flow, autoencoder, segmentation, nflow, hvae, ebm
     objective: str = "diffusion"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -268,6 +329,8 @@ class Config:
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     nflow: NFlowConfig = field(default_factory=NFlowConfig)
+    hvae: HVAEConfig = field(default_factory=HVAEConfig)
+    ebm: EBMConfig = field(default_factory=EBMConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -404,7 +467,7 @@ def config_from_dict(values: dict) -> Config:
 
 # Sections added after run folders existed, each with the objective that reads it: a folder of
 # another objective written before the section existed loads with its defaults (it never reads them).
-LATER_SECTIONS = {"nflow": "nflow"}
+LATER_SECTIONS = {"nflow": "nflow", "hvae": "hvae", "ebm": "ebm"}
 
 
 def load_run_config(run_dir: Path) -> Config:
@@ -472,6 +535,10 @@ def choices() -> dict[str, tuple]:
         "flow.reflow_solver": ODE_SOLVERS,
         "nflow.kind": NFLOW_KINDS,
         "nflow.mask": NFLOW_MASKS,
+        "hvae.kind": HVAE_KINDS,
+        "hvae.inference": HVAE_INFERENCE,
+        "hvae.prior": HVAE_PRIORS,
+        "ebm.kind": EBM_KINDS,
     }
 
 
@@ -604,6 +671,34 @@ def _check_nflow(cfg: Config) -> None:
         )
 
 
+def _check_hvae(cfg: Config) -> None:
+    h = cfg.hvae
+    if cfg.data.name == "toy2d":
+        raise ConfigError(
+            "objective hvae models images on grey levels (a categorical p(x | z1)); train it on "
+            "image data, e.g. data.name=digits"
+        )
+    if h.kind == "diffusion" and (h.prior != "standard" or h.inference != "top-down"):
+        raise ConfigError(
+            "hvae.prior and hvae.inference belong to hvae.kind=hierarchical; the diffusion kind's "
+            "chain is fixed, with p(zT) = N(0, I): leave them at their defaults"
+        )
+
+
+def _check_ebm(cfg: Config) -> None:
+    e = cfg.ebm
+    if e.sigma_min >= e.sigma_max:
+        raise ConfigError(
+            f"ebm.sigma_min={e.sigma_min:g} must be below ebm.sigma_max={e.sigma_max:g} (the "
+            "noise ladder runs from sigma_max down to sigma_min)"
+        )
+    if cfg.data.name not in ("toy2d", "digits"):
+        raise ConfigError(
+            f"objective ebm trains small MLPs on flat vectors: use data.name=toy2d or digits, "
+            f"not {cfg.data.name}"
+        )
+
+
 def _check_nothing(cfg: Config) -> None:
     """The diffusion objective's sections are checked by :func:`validate` for every run."""
 
@@ -617,6 +712,8 @@ OBJECTIVE_CHECKS = {
     "autoencoder": _check_autoencoder,
     "segmentation": _check_segmentation,
     "nflow": _check_nflow,
+    "hvae": _check_hvae,
+    "ebm": _check_ebm,
 }
 
 

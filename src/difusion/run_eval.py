@@ -120,6 +120,8 @@ EVALUATORS = {
     "autoencoder": "difusion.autoencoders.run:eval_autoencoder_lines",
     "segmentation": "difusion.segmentation.commands:eval_segmentation_lines",
     "nflow": "difusion.nflows.run:eval_nflow_lines",
+    "hvae": "difusion.hvae.run:eval_hvae_lines",
+    "ebm": "difusion.ebm.run:eval_ebm_lines",
 }
 
 

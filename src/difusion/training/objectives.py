@@ -95,6 +95,8 @@ _MODULES = {
     "segmentation": "difusion.segmentation.objective",
     "flow": "difusion.training.flow_objective",
     "nflow": "difusion.nflows.objective",
+    "hvae": "difusion.hvae.objective",
+    "ebm": "difusion.ebm.objective",
 }
 
 
