@@ -82,7 +82,7 @@ def bare_seconds_per_step(cfg: Config, variant: str, steps: int, warmup: int = 3
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-5)
     amp = autocast_dtype(cfg.train.precision, torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)
-    batch = objective.batch(gen)
+    batch = objective.batch(gen, cfg.train.batch_size)
     for i in range(warmup + steps):
         if i == warmup:
             start = time.perf_counter()
@@ -113,7 +113,7 @@ def checkpoint_seconds(cfg: Config) -> float:
     network = objective.network
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-5)
     gen = torch.Generator().manual_seed(0)
-    objective.loss(network, objective.batch(gen), gen, None)[0].backward()
+    objective.loss(network, objective.batch(gen, cfg.train.batch_size), gen, None)[0].backward()
     optimizer.step()  # creates the moment buffers the loop's checkpoints carry
     ema = EMA(network, cfg.train.ema_decay)
     with tempfile.TemporaryDirectory() as d:

@@ -20,17 +20,7 @@ import torch
 from torch import nn
 
 from difusion.ebm.langevin import Score, sgld
-
-
-def mlp(inp: int, out: int, hidden: int, depth: int) -> nn.Sequential:
-    """``depth`` hidden layers of width ``hidden`` with SiLU (smooth, so grad_x is smooth), then a
-    linear layer to ``out``."""
-    layers: list[nn.Module] = []
-    width = inp
-    for _ in range(depth):
-        layers += [nn.Linear(width, hidden), nn.SiLU()]
-        width = hidden
-    return nn.Sequential(*layers, nn.Linear(width, out))
+from difusion.nn.mlp import mlp  # SiLU: smooth, so grad_x of the energy is smooth
 
 
 class EnergyMLP(nn.Module):

@@ -19,10 +19,10 @@ from difusion.config import Config
 from difusion.ebm.energy import ReplayBuffer, cd_loss, negatives
 from difusion.ebm.models import build_ebm, sigmas_of
 from difusion.ebm.score import dsm_loss
-from difusion.training.objectives import Objective, register
+from difusion.training.objectives import TensorObjective, register
 
 
-class EBMObjective(Objective):
+class EBMObjective(TensorObjective):
     """Draw flat data vectors; return the CD loss of an energy or the DSM loss of a score."""
 
     def __init__(self, cfg: Config, device: torch.device):
@@ -55,15 +55,6 @@ class EBMObjective(Objective):
             else f"noise-conditional score MLP, DSM on sigma {e.sigma_max:g}..{e.sigma_min:g}"
         )
         return f"{what} on {self.dataset.name} {self.shape} x {len(self.data)}"
-
-    def meta(self) -> dict:
-        return {"shape": list(self.shape)}
-
-    def batch(self, generator: torch.Generator, size: int) -> torch.Tensor:
-        """``size`` flat examples, drawn with replacement."""
-        idx = torch.randint(len(self.data), (size,), generator=generator)
-        self.last_indices = idx
-        return self.data[idx.to(self.device)]
 
     def loss(self, model, batch, generator, autocast_dtype):
         e = self.cfg.ebm

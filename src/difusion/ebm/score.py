@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from difusion.ebm.energy import mlp
 from difusion.ebm.langevin import noise_like
+from difusion.nn.mlp import mlp
 
 
 class NoiseConditionalScore(nn.Module):

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from difusion.errors import DifusionError
+from difusion.nn.mlp import mlp
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -52,17 +53,7 @@ def precision_weighted(mu_d, logvar_d, mu_p, logvar_p) -> tuple[torch.Tensor, to
 def gaussian_net(inp: int, out: int, hidden: int, depth: int) -> nn.Sequential:
     """An MLP from ``inp`` numbers to the mean and log-variance of an ``out``-dimensional diagonal
     Gaussian (2 * out outputs, split by :func:`split`)."""
-    return mlp(inp, 2 * out, hidden, depth)
-
-
-def mlp(inp: int, out: int, hidden: int, depth: int) -> nn.Sequential:
-    """``depth`` hidden layers of width ``hidden`` with GELU, then a linear layer to ``out``."""
-    layers: list[nn.Module] = []
-    width = inp
-    for _ in range(depth):
-        layers += [nn.Linear(width, hidden), nn.GELU()]
-        width = hidden
-    return nn.Sequential(*layers, nn.Linear(width, out))
+    return mlp(inp, 2 * out, hidden, depth, nn.GELU)
 
 
 def split(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,7 +92,7 @@ class CategoricalLevels(nn.Module):
     def __init__(self, inp: int, dim: int, levels: int, hidden: int, depth: int):
         super().__init__()
         self.dim, self.levels = dim, levels
-        self.net = mlp(inp, dim * levels, hidden, depth)
+        self.net = mlp(inp, dim * levels, hidden, depth, nn.GELU)
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z).view(*z.shape[:-1], self.dim, self.levels)

@@ -18,7 +18,7 @@ from difusion.build import build_dataset
 from difusion.config import Config
 from difusion.hvae.distributions import to_levels
 from difusion.hvae.models import build_hvae
-from difusion.training.objectives import Objective, register
+from difusion.training.objectives import TensorObjective, register
 
 
 def hvae_loss(
@@ -36,7 +36,7 @@ def hvae_loss(
     return loss, extras
 
 
-class HVAEObjective(Objective):
+class HVAEObjective(TensorObjective):
     """Draw images as their flat integer levels, return -ELBO in bits/dim."""
 
     def __init__(self, cfg: Config, device: torch.device):
@@ -58,17 +58,6 @@ class HVAEObjective(Objective):
             else f"two-layer VAE ({h.inference}, {h.prior} prior, z1 {h.z1}, z2 {h.z2})"
         )
         return f"{what} on {self.dataset.name} {self.shape} x {len(self.data)}"
-
-    def meta(self) -> dict:
-        return {"shape": list(self.shape)}
-
-    def batch(self, generator: torch.Generator, size: int | None = None) -> torch.Tensor:
-        """``size`` images (default ``train.batch_size``) drawn with replacement, as levels."""
-        idx = torch.randint(
-            len(self.data), (size or self.cfg.train.batch_size,), generator=generator
-        )
-        self.last_indices = idx
-        return self.data[idx.to(self.device)]
 
     def kl_weight(self) -> float:
         """The KL terms' weight: rises linearly from 0 to 1 over ``hvae.kl_warmup`` steps."""

@@ -18,7 +18,7 @@ from difusion.config import Config
 from difusion.diffusion.likelihood_ode import standard_normal_log_prob
 from difusion.nflows.dequantization import dequantize, dequantized_bits_per_dim, to_levels
 from difusion.nflows.models import build_nflow, is_discrete
-from difusion.training.objectives import Objective, register
+from difusion.training.objectives import TensorObjective, register
 
 
 def log_prob(model: torch.nn.Module, x: torch.Tensor, kind: str) -> torch.Tensor:
@@ -50,7 +50,7 @@ def nflow_loss(
     return bits.mean(), {}
 
 
-class NFlowObjective(Objective):
+class NFlowObjective(TensorObjective):
     """Draw examples (images as their integer levels), return the flow's NLL per dimension."""
 
     def __init__(self, cfg: Config, device: torch.device):
@@ -75,15 +75,6 @@ class NFlowObjective(Objective):
             f"{n.kind} ({n.layers} couplings, {n.mask} masks) on {self.dataset.name} "
             f"{self.shape} x {len(self.data)}"
         )
-
-    def meta(self) -> dict:
-        return {"shape": list(self.shape)}
-
-    def batch(self, generator: torch.Generator, size: int) -> torch.Tensor:
-        """``size`` examples, drawn with replacement."""
-        idx = torch.randint(len(self.data), (size,), generator=generator)
-        self.last_indices = idx
-        return self.data[idx.to(self.device)]
 
     def loss(self, model, batch, generator, autocast_dtype):
         return nflow_loss(model, batch, self.cfg, generator)

@@ -13,6 +13,19 @@ from torch import Tensor, nn
 from difusion.nn.layers import ConditionEmbedding, zero_init
 
 
+def mlp(
+    inp: int, out: int, hidden: int, depth: int, act: type[nn.Module] = nn.SiLU
+) -> nn.Sequential:
+    """A plain MLP: ``depth`` hidden layers of width ``hidden``, each a linear map and ``act``, then
+    a linear layer to ``out`` (the small networks of the hierarchical VAEs and the EBMs)."""
+    layers: list[nn.Module] = []
+    width = inp
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), act()]
+        width = hidden
+    return nn.Sequential(*layers, nn.Linear(width, out))
+
+
 class MLPBlock(nn.Module):
     """``h + Linear(SiLU(Linear(LayerNorm(h)) + Linear(SiLU(emb))))``: a residual MLP block."""
 

@@ -87,6 +87,24 @@ class Objective:
         return []
 
 
+class TensorObjective(Objective):
+    """An objective whose examples sit in one tensor ``self.data`` (N, *shape) on the device
+    (normalizing flows, hierarchical VAEs, EBMs): batches drawn with replacement, the shape in
+    the checkpoint."""
+
+    data: torch.Tensor
+    shape: tuple[int, ...]
+
+    def meta(self) -> dict:
+        return {"shape": list(self.shape)}
+
+    def batch(self, generator: torch.Generator, size: int) -> torch.Tensor:
+        """``size`` examples, drawn with replacement."""
+        idx = torch.randint(len(self.data), (size,), generator=generator)
+        self.last_indices = idx
+        return self.data[idx.to(self.device)]
+
+
 OBJECTIVES: dict[str, type[Objective]] = {}
 # Modules that register objectives, imported on first use (they may import heavy things).
 _MODULES = {
