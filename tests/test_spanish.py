@@ -225,6 +225,7 @@ TWINS = {
     "autoencoders.md": "docs/autoencoders.md",
     "unet.md": "docs/unet.md",
     "flujos.md": "docs/flow.md",
+    "familias.md": "docs/generative-families.md",
 }
 
 
