@@ -164,3 +164,16 @@ def test_the_config_refuses_idf_on_points_and_old_runs_still_load(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(values))
     with pytest.raises(ConfigError, match="lacks nflow"):
         load_run_config(tmp_path)
+
+
+def test_a_run_loads_whatever_another_objectives_later_section_says(tmp_path):
+    """A diffusion run never reads the nflow section: a key that section has lost (or gained) since
+    the run was written does not stop the run from loading. Its own sections stay strict."""
+    values = Config().to_dict()
+    values["nflow"]["a_key_from_another_version"] = 1
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(values))
+    assert load_run_config(tmp_path).objective == "diffusion"
+    values["objective"] = "nflow"  # an nflow run reads it, so there the key is an error
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(values))
+    with pytest.raises(ConfigError, match="a_key_from_another_version"):
+        load_run_config(tmp_path)

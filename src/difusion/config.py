@@ -480,6 +480,11 @@ def load_run_config(run_dir: Path) -> Config:
         )
     values = load_yaml(path)
     objective = values.get("objective")
+    # a later section of another objective is never read by this run: drop it, so a key added to or
+    # removed from that section since the run was written cannot stop the run from loading
+    for name, owner in LATER_SECTIONS.items():
+        if owner != objective and isinstance(values, dict):
+            values.pop(name, None)
     # difusion writes every section; one missing means a file cut short (or edited by hand), whose
     # lost values would silently become defaults
     missing = [
