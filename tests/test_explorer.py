@@ -655,3 +655,241 @@ def test_segmentation_tab_bounds_and_refusals(seg_run, digits_cond_run):
     grey, none = ex.segmentation_image("uploaded image", upload=big)
     side = ex.LIMITS.max_cells_side
     assert grey.shape == (side, side) and grey.dtype == np.float32 and none is None
+
+
+# -- the other families on 2-D points: a normalizing flow, an energy, a score ------------------------
+
+FAMILY = ["train.threads=1", "train.sample_every=0", "train.minutes=null"]
+
+
+def _family_run(tmp_path_factory, preset: str, overrides: list[str], name: str):
+    cfg = load_config(preset, [*FAMILY, *overrides])
+    out = tmp_path_factory.mktemp(name) / "run"
+    return train(cfg, out, progress=False, final_samples=False).run_dir
+
+
+@pytest.fixture(scope="module")
+def nflow_run(tmp_path_factory):
+    """The realnvp-toy2d preset (8 affine couplings on two moons) trained for 150 steps."""
+    return _family_run(tmp_path_factory, "realnvp-toy2d", ["train.steps=150"], "nflow")
+
+
+@pytest.fixture(scope="module")
+def ebm_run(tmp_path_factory):
+    """The ebm-toy2d preset (an energy by contrastive divergence) trained for 200 steps."""
+    return _family_run(tmp_path_factory, "ebm-toy2d", ["train.steps=200"], "ebm")
+
+
+@pytest.fixture(scope="module")
+def dsm_run(tmp_path_factory):
+    """The dsm-toy2d preset (a noise-conditional score, 15 levels) trained for 800 steps."""
+    return _family_run(tmp_path_factory, "dsm-toy2d", ["train.steps=800"], "dsm")
+
+
+@pytest.fixture(scope="module")
+def diffusion_folder(tmp_path_factory):
+    """A folder whose config.yaml says `objective: diffusion`: the family tabs refuse it before
+    loading anything (no training: the toy run's trainer would leave torch on every core)."""
+    folder = tmp_path_factory.mktemp("diffusion")
+    (folder / "config.yaml").write_text("objective: diffusion\nname: ddpm\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def family_registry(nflow_run, ebm_run, dsm_run, diffusion_folder):
+    return ex.RunRegistry([nflow_run, ebm_run, dsm_run, diffusion_folder])
+
+
+def test_flow_tab_is_the_change_of_variables(family_registry, nflow_run):
+    """z of a point is the flow's forward; log p = log N(z) + the couplings' log |det|; the density
+    of every plane integrates to about 1 over its picture; the planes are the flow's layers."""
+    from difusion.app import families as fam
+    from difusion.diffusion.likelihood_ode import standard_normal_log_prob
+    from difusion.nflows.run import load_nflow
+
+    reg, name = family_registry, str(nflow_run)
+    assert str(nflow_run) in fam.nflow_status(reg)
+    assert fam.nflow_status(ex.RunRegistry([])) == fam.NO_NFLOW
+    flow = load_nflow(nflow_run)
+    view = fam.flow_view(reg, name, k=3, point="0.5, 0.25", n=300, seed=2)
+    assert view.layers == len(flow.couplings) == 8
+    with torch.no_grad():
+        x = torch.tensor([[0.5, 0.25]])
+        z, log_det = flow(x)
+        log_p = flow.log_prob(x)
+    p = view.point
+    assert p["z"] == pytest.approx(z[0].tolist(), abs=1e-6)
+    assert p["log_det"] == pytest.approx(float(log_det[0]), abs=1e-5)
+    assert sum(p["log_det_layers"]) == pytest.approx(p["log_det"], abs=1e-9)
+    assert len(p["log_det_layers"]) == 8
+    norm = -0.5 * (z[0] ** 2).sum().item() - math.log(2 * math.pi)  # log N(z; 0, I) in 2-D
+    assert p["log_normal"] == pytest.approx(norm, abs=1e-5)
+    assert p["log_p"] == pytest.approx(float(log_p[0]), abs=1e-5)
+    assert f"= **{p['log_p']:.3f}** nats" in view.summary
+
+    x_plane, k_plane, z_plane = view.planes
+    assert (x_plane.k, k_plane.k, z_plane.k) == (0, 3, 8)
+    _, grid = fam._square(x_plane.lim, fam.HEAT)
+    with torch.no_grad():
+        torch.testing.assert_close(x_plane.log_density.reshape(-1), flow.log_prob(grid))
+        torch.testing.assert_close(z_plane.data, flow(x_plane.data)[0])  # z = f(x) of the data
+        torch.testing.assert_close(flow.inverse(z_plane.data), x_plane.data, atol=1e-4, rtol=0)
+    _, zgrid = fam._square(z_plane.lim, fam.HEAT)
+    torch.testing.assert_close(z_plane.log_density.reshape(-1), standard_normal_log_prob(zgrid))
+    # the change of variables at the middle plane: log p(h_3(x)) + log |det dh_3/dx| = log p(x)
+    h, ld = fam.through_couplings(flow, x_plane.data, 3)
+    torch.testing.assert_close(k_plane.data, h)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            fam.log_density_after(flow, h, 3) + ld, flow.log_prob(x_plane.data), atol=1e-4, rtol=0
+        )
+    # the density is a density: about 1 over each picture (N(0, I) over [-lim, lim]^2: erf^2)
+    assert 0.95 < x_plane.mass < 1.01
+    assert z_plane.mass == pytest.approx(math.erf(z_plane.lim / math.sqrt(2)) ** 2, abs=2e-3)
+    assert 0.9 < k_plane.mass < 1.01
+    # the first coupling keeps x and moves y: vertical grid lines stay where they were
+    first = fam.flow_plane(flow, 1, x_plane.lines, x_plane.data, x_plane.lim)
+    torch.testing.assert_close(first.lines[..., 0], x_plane.lines[..., 0])
+    assert (first.lines[..., 1] - x_plane.lines[..., 1]).abs().max() > 1e-3
+    torch.testing.assert_close(view.samples, flow.sample(300, seed=2))
+    for picture in (view.change, view.density):
+        assert picture.dtype == np.uint8 and picture.ndim == 3 and picture.shape[2] == 3
+    # a click on the density picture: its heat map's centre is the origin, its corner (-lim, lim)
+    left, top, right, bottom = view.density_box
+    assert 0 <= left < right <= view.density.shape[1] and 0 <= top < bottom <= view.density.shape[0]
+    mid = fam.pixel_to_point(view.density_box, x_plane.lim, (left + right) / 2, (top + bottom) / 2)
+    assert mid == pytest.approx((0.0, 0.0), abs=1e-3)
+    corner = fam.pixel_to_point(view.density_box, x_plane.lim, left, top)
+    assert corner == pytest.approx((-x_plane.lim, x_plane.lim), abs=1e-3)
+    assert fam.pixel_to_point(view.density_box, x_plane.lim, right + 1, top) is None
+
+
+def test_flow_tab_bounds_and_refusals(family_registry, nflow_run, ebm_run, diffusion_folder):
+    from difusion.app import families as fam
+
+    reg, name = family_registry, str(nflow_run)
+    for kwargs, match in [
+        ({"k": 9}, "couplings"),
+        ({"k": -1}, "couplings"),
+        ({"n": 0}, "samples"),
+        ({"n": fam.MAX_CHAINS + 1}, "samples"),
+        ({"point": "1, 2, 3"}, "two numbers"),
+        ({"point": "a, b"}, "point x"),
+    ]:
+        with pytest.raises(DifusionError, match=match):
+            fam.flow_view(reg, name, **kwargs)
+    assert fam.flow_view(reg, name, k=0, point="", n=10).point is None
+    with pytest.raises(DifusionError, match="not an nflow run"):
+        fam.flow_view(reg, str(diffusion_folder))
+    with pytest.raises(DifusionError, match="not an nflow run"):
+        fam.flow_view(reg, str(ebm_run))
+    with pytest.raises(ex.RunRefused):
+        fam.flow_view(reg, "/etc")
+    with pytest.raises(DifusionError, match="see the Normalizing flow tab"):
+        reg.load(name)
+
+
+def test_langevin_tab_of_an_energy_is_sgld(family_registry, ebm_run):
+    """The chains after k steps are `sgld` from `difusion sample`'s start with the same seed (and
+    after the run's own steps, `draw` itself); they move toward the data; the arrows are -grad E
+    of the energy drawn beside them (checked by finite differences of the picture's E)."""
+    from difusion.app import families as fam
+    from difusion.ebm.energy import energy_score
+    from difusion.ebm.langevin import sgld
+    from difusion.ebm.run import load_ebm
+    from difusion.ebm.scoring import draw, start_noise
+
+    reg, name = family_registry, str(ebm_run)
+    assert name in fam.ebm_status(reg)
+    assert fam.ebm_status(ex.RunRegistry([])) == fam.NO_EBM
+    model = load_ebm(ebm_run)
+    cfg = model.config
+    assert fam.langevin_range(reg, name) == ("SGLD steps", fam.MAX_LANGEVIN_STEPS, 500)
+    view = fam.langevin_view(reg, name, k=60, n=300, seed=4, frames=6)
+    g = torch.Generator().manual_seed(4)
+    expected = sgld(energy_score(model), start_noise(cfg, 300, 2, g), cfg.ebm.step_size, 60, g)
+    assert torch.equal(view.x, expected)
+    assert view.positions == [0, 10, 20, 30, 40, 50, 60] and len(view.frames) == 7
+    start = start_noise(cfg, 300, 2, torch.Generator().manual_seed(4))
+    assert torch.equal(view.trace[0], start)  # uniform noise on [-3, 3]^2, as `draw` starts
+    own = fam.langevin_view(reg, name, n=300, seed=4)  # k None: the run's own 500 steps
+    assert own.positions[-1] == 500
+    assert torch.equal(own.x, draw(model, cfg, 300, 4)[0])
+    data = fam._data(cfg)
+    assert own.mean_distance[0] == pytest.approx(fam.mean_distance(own.trace[0], data))
+    assert own.mean_distance[-1] < 0.5 * own.mean_distance[0]  # the chains reach the data
+    # the field: E on the grid is the network's; the arrows are minus its gradient
+    _, grid = fam._square(float(view.axis[-1]), fam.HEAT)
+    with torch.no_grad():
+        torch.testing.assert_close(view.energy.reshape(-1), model(grid))
+    h = float(view.axis[1] - view.axis[0])
+    step = (fam.HEAT - 1) / (fam.ARROWS - 1)
+    checked = 0
+    for a in range(1, fam.ARROWS - 1):
+        for b in range(1, fam.ARROWS - 1):
+            i, j = round(a * step), round(b * step)  # row i (y), column j (x) of the energy map
+            dx = (view.energy[i, j + 1] - view.energy[i, j - 1]) / (2 * h)
+            dy = (view.energy[i + 1, j] - view.energy[i - 1, j]) / (2 * h)
+            arrow = view.score[a * fam.ARROWS + b]
+            torch.testing.assert_close(view.arrow_points[a * fam.ARROWS + b],
+                                       torch.stack([view.axis[j], view.axis[i]]))  # fmt: skip
+            torch.testing.assert_close(arrow, -torch.stack([dx, dy]), atol=0.02, rtol=0.02)
+            checked += 1
+    assert checked == (fam.ARROWS - 2) ** 2
+    assert view.field_picture.dtype == np.uint8
+    assert view.strip.shape[1] == 7 * view.frames[0].shape[1]  # 7 moments: 0, 10, ..., 60 steps
+
+
+def test_langevin_tab_of_a_score_is_annealed_langevin(family_registry, dsm_run):
+    """The chains after k levels are annealed Langevin's (Song & Ermon Algorithm 1) at the end of
+    level k, and the Tweedie step after the last level is `difusion sample`'s `draw`, the same
+    seed; the arrows are s(x, sigma) at the level the chains follow; the chains reach the data."""
+    from difusion.app import families as fam
+    from difusion.ebm.models import sigmas_of
+    from difusion.ebm.run import load_ebm
+    from difusion.ebm.scoring import draw
+
+    reg, name = family_registry, str(dsm_run)
+    model = load_ebm(dsm_run)
+    cfg = model.config
+    sigmas = sigmas_of(cfg)
+    assert fam.langevin_range(reg, name) == ("noise levels done", 15, 15)
+    view = fam.langevin_view(reg, name, k=5, n=300, seed=1)
+    assert view.kind == "dsm" and view.positions == list(range(16)) and len(view.trace) == 16
+    assert torch.equal(view.x, view.trace[5])
+    assert torch.equal(view.denoised, draw(model, cfg, 300, 1)[0])
+    assert len(view.frames) == 17  # the start, every level's end, the Tweedie step
+    assert view.sigma == pytest.approx(float(sigmas[5]))
+    with torch.no_grad():
+        expected = model(view.arrow_points, torch.full((len(view.arrow_points),), view.sigma))
+    torch.testing.assert_close(view.score, expected)
+    d = view.mean_distance
+    assert d[-1] < 0.5 * d[0] and d[5] < d[0]  # from N(0, 3^2 I) onto the moons
+    assert view.energy is None and view.chains_picture.dtype == np.uint8
+    assert f"{d[0]:.3f} at the start, {d[5]:.3f} after 5 of 15 levels" in view.summary
+    first = fam.langevin_view(reg, name, k=0, n=300, seed=1)
+    assert torch.equal(first.x, view.trace[0]) and first.sigma == pytest.approx(float(sigmas[0]))
+    assert torch.equal(first.denoised, view.denoised)  # the same chains, another level shown
+
+
+def test_langevin_tab_bounds_and_refusals(family_registry, ebm_run, dsm_run, nflow_run,
+                                          diffusion_folder):  # fmt: skip
+    from difusion.app import families as fam
+
+    reg = family_registry
+    for name, kwargs, match in [
+        (dsm_run, {"k": 16}, "noise levels done"),
+        (ebm_run, {"k": fam.MAX_LANGEVIN_STEPS + 1}, "SGLD steps"),
+        (ebm_run, {"k": -1}, "SGLD steps"),
+        (ebm_run, {"n": 0}, "chains"),
+        (ebm_run, {"seed": -3}, "seed"),
+    ]:
+        with pytest.raises(DifusionError, match=match):
+            fam.langevin_view(reg, str(name), **kwargs)
+    for other in (nflow_run, diffusion_folder):
+        with pytest.raises(DifusionError, match="not an ebm run"):
+            fam.langevin_view(reg, str(other))
+    with pytest.raises(ex.RunRefused):
+        fam.langevin_view(reg, "/etc")
+    with pytest.raises(DifusionError, match="see the Langevin"):
+        reg.load(str(ebm_run))

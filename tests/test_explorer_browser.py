@@ -6,10 +6,13 @@ checks the forward tab shows the run's own path (the rectified flow, t in [0, 1]
 and checks the picture changes, switches to a DDPM schedule, draws a 10-step sample of the flow run
 and checks the samples appear, asks for a run outside the allowed ones and checks the page refuses
 it, and opens the Segmentation (U-Net) tab on a tiny segmentation run (seg-cells, 3 steps) given beside it,
-segments a synthetic cells image and checks its five pictures appear, and checks the page fetched
+segments a synthetic cells image and checks its five pictures appear, opens the Normalizing flow
+tab on a tiny realnvp-toy2d run and the Langevin (EBM) tab on a tiny ebm-toy2d run (given beside
+them) and checks their pictures appear, and checks the page fetched
 nothing from outside this machine. Screenshots go to the test's
 tmp folder; with DIFUSION_SAVE_SCREENSHOTS=1 they are also copied to docs/figures/explorer*.png.
-DIFUSION_EXPLORER_RUN=RUN_DIR samples that run instead of the tiny one (for the README picture).
+DIFUSION_EXPLORER_RUN=RUN_DIR samples that run instead of the tiny one (for the README picture);
+DIFUSION_EXPLORER_NFLOW_RUN and DIFUSION_EXPLORER_EBM_RUN do the same for the two family tabs.
 """
 
 from __future__ import annotations
@@ -75,6 +78,31 @@ def seg_run(tmp_path_factory) -> Path:
     return train(cfg, out, progress=False, final_samples=False).run_dir
 
 
+def _family_run(tmp_path_factory, variable: str, preset: str, steps: int) -> Path:
+    """The run named by the environment ``variable``, or ``preset`` trained for ``steps`` steps."""
+    if os.environ.get(variable):
+        return Path(os.environ[variable])
+    from difusion.config import load_config
+    from difusion.training.loop import train
+
+    overrides = [f"train.steps={steps}", "train.threads=1", "train.minutes=null"]
+    cfg = load_config(preset, [*overrides, "train.sample_every=0"])
+    out = tmp_path_factory.mktemp("runs") / f"tiny-{preset}"
+    return train(cfg, out, progress=False, final_samples=False).run_dir
+
+
+@pytest.fixture(scope="module")
+def nflow_run(tmp_path_factory) -> Path:
+    """The realnvp-toy2d preset trained for 30 steps."""
+    return _family_run(tmp_path_factory, "DIFUSION_EXPLORER_NFLOW_RUN", "realnvp-toy2d", 30)
+
+
+@pytest.fixture(scope="module")
+def ebm_run(tmp_path_factory) -> Path:
+    """The ebm-toy2d preset (an energy, contrastive divergence) trained for 20 steps."""
+    return _family_run(tmp_path_factory, "DIFUSION_EXPLORER_EBM_RUN", "ebm-toy2d", 20)
+
+
 @pytest.fixture(scope="module")
 def run_path(tiny_run):
     """The run's own Gaussian path, as the page should show it (the preset's: the rectified flow)."""
@@ -84,9 +112,9 @@ def run_path(tiny_run):
 
 
 @pytest.fixture(scope="module")
-def server(tiny_run, seg_run, tmp_path_factory):
-    """`difusion explore TINY_RUN SEG_RUN` on a free port; yields (url, seconds to the first HTTP
-    200)."""
+def server(tiny_run, seg_run, nflow_run, ebm_run, tmp_path_factory):
+    """`difusion explore TINY_RUN SEG_RUN NFLOW_RUN EBM_RUN` on a free port; yields (url, seconds
+    to the first HTTP 200)."""
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "explore.log"
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
@@ -94,7 +122,7 @@ def server(tiny_run, seg_run, tmp_path_factory):
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "difusion.cli", "explore", str(tiny_run), str(seg_run)]
-            + ["--port", str(port)],
+            + [str(nflow_run), str(ebm_run), "--port", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -257,6 +285,47 @@ def test_segmentation_tab_shows_the_pictures(page, shots, seg_run):
         assert page.locator(f"#seg-{name} img").get_attribute("src")
     assert page.locator("#seg-message").inner_text().strip() == ""
     _save(page, shots, "explorer-segmentation-tab")
+
+
+def _summary_says(page, element: str, text: str) -> None:
+    page.wait_for_function(
+        "([e, t]) => document.querySelector(e).innerText.includes(t)", arg=[element, text]
+    )
+
+
+def test_nflow_tab_shows_the_change_of_variables(page, shots, nflow_run):
+    page.get_by_role("tab", name="Normalizing flow").click()
+    assert str(nflow_run) in page.locator("#nflow-status").inner_text()
+    page.locator("#nflow-go").click()
+    _summary_says(page, "#nflow-summary", "At x = (0.500, 0.250)")
+    assert "log |det df/dx|" in page.locator("#nflow-summary").inner_text()
+    for name in ("change", "density"):
+        assert page.locator(f"#nflow-{name} img").get_attribute("src")
+    assert page.locator("#nflow-message").inner_text().strip() == ""
+    _save(page, shots, "explorer-nflow")
+    # a click on the density picks the point there and shows its log p
+    density = page.locator("#nflow-density img")
+    box = density.bounding_box()
+    density.click(position={"x": 0.3 * box["width"], "y": 0.3 * box["height"]})
+    page.wait_for_function(
+        "() => !document.querySelector('#nflow-summary').innerText.includes('(0.500, 0.250)')"
+    )
+    point = page.locator("#nflow-point textarea, #nflow-point input").first.input_value()
+    x, y = (float(v) for v in point.split(","))
+    assert x < 0 < y  # up and to the left of the origin, where the click was
+
+
+def test_langevin_tab_shows_the_chains(page, shots, ebm_run):
+    page.get_by_role("tab", name="Langevin (EBM)").click()
+    assert str(ebm_run) in page.locator("#ebm-status").inner_text()
+    # picking the run put its own step count on the slider (ebm-toy2d: 500 SGLD steps)
+    assert page.locator("#ebm-k input[type=number]").input_value() == "500"
+    page.locator("#ebm-go").click()
+    _summary_says(page, "#ebm-summary", "after 500 SGLD steps")
+    for name in ("chains", "field", "strip", "animation"):
+        assert page.locator(f"#ebm-{name} img").get_attribute("src")
+    assert page.locator("#ebm-message").inner_text().strip() == ""
+    _save(page, shots, "explorer-langevin")
 
 
 def test_nothing_was_fetched_from_outside(page):

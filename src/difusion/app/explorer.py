@@ -66,6 +66,8 @@ FORWARD_DATASETS = ("fashion-mnist", "digits", "toy2d")
 # The objectives whose runs are generative models the Reverse and Compare tabs sample (a diffusion
 # model or a flow, each on its own Gaussian path); autoencoder runs go to the Latent space tab.
 GENERATIVE = ("diffusion", "flow")
+# the tab that shows the runs of each other objective (families.py: the flows and energies on 2-D)
+OTHER_TABS = {"autoencoder": "Latent space", "nflow": "Normalizing flow", "ebm": "Langevin (EBM)"}
 SCHEDULE_CHOICE = "a DDPM schedule (below)"  # the forward tab's path menu: no run, a schedule
 
 
@@ -161,6 +163,7 @@ class RunRegistry:
                     self.add(str(rel), cfg.parent)
         self._loaded: dict[Path, tuple[float, TrainedRun]] = {}
         self._segmentation: dict[Path, tuple[float, tuple]] = {}  # (config, network, step)
+        self._modules: dict[Path, tuple[float, torch.nn.Module]] = {}  # flows, energies (families)
         self._lock = threading.Lock()
 
     def add(self, name: str, run_dir: Path) -> str:
@@ -203,7 +206,8 @@ class RunRegistry:
                 f"{name}: no readable config.yaml in {run_dir} (missing, or not a run folder)"
             )
         if objective not in GENERATIVE:
-            where = "; see the Latent space tab" if objective == "autoencoder" else ""
+            tab = OTHER_TABS.get(objective)
+            where = f"; see the {tab} tab" if tab else ""
             raise DifusionError(
                 f"{name} is a {objective} run, not a generative model (diffusion or flow){where}"
             )
@@ -228,6 +232,16 @@ class RunRegistry:
         return self._cached(
             self._segmentation, name, run_dir, lambda: load_segmentation_run(run_dir)
         )
+
+    def load_module(self, name: str | None, objective: str, load) -> torch.nn.Module:
+        """``load(run_dir)`` of the allowed run ``name`` whose config.yaml says ``objective`` (a
+        normalizing flow, an energy, ...), loaded once (again if its checkpoint changed); a one-line
+        message for any other run."""
+        run_dir = self.resolve(name)
+        found = run_objective(run_dir)
+        if found != objective:
+            raise DifusionError(f"{name} is not an {objective} run (objective: {found})")
+        return self._cached(self._modules, name, run_dir, lambda: load(run_dir))
 
     def _cached(self, cache: dict, name: str | None, run_dir: Path, load):
         """``load()``, kept in ``cache`` until the run's checkpoint changes (a run still training)."""

@@ -17,6 +17,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr  # noqa: E402
 
 from difusion.app import explorer as ex  # noqa: E402
+from difusion.app import families as fam  # noqa: E402
 from difusion.data.toy2d import DISTRIBUTIONS  # noqa: E402
 from difusion.errors import DifusionError  # noqa: E402
 
@@ -27,7 +28,9 @@ DDPM schedule (Ho et al. eq. 4: alpha_t = sqrt(alpha_bar_t); the rectified flow:
 t eps). **Reverse process**: a trained network (diffusion or flow matching) walks noise back to
 data. **Compare**: two samplers on the same noise, and a classifier-free guidance sweep.
 **Segmentation (U-Net)**: a segmentation run's probability map, the border weight map, the instances
-and the overlap tiles of one image. Inputs are bounded (steps <= {max_steps}, samples <= {max_n});
+and the overlap tiles of one image. **Normalizing flow**: a RealNVP run's change of variables on 2-D
+points, coupling by coupling. **Langevin (EBM)**: an energy or a score and the Langevin chains that
+follow it from noise. Inputs are bounded (steps <= {max_steps}, samples <= {max_n});
 only the runs this explorer was started with can be opened."""
 
 
@@ -48,7 +51,7 @@ def _available_datasets() -> list[str]:
 
 
 def build_app(registry: ex.RunRegistry) -> gr.Blocks:
-    """The Blocks of the five tabs, reading runs only through ``registry``."""
+    """The Blocks of the seven tabs, reading runs only through ``registry``."""
     runs = registry.names(ex.GENERATIVE)
     with gr.Blocks(title="difusion explorer") as demo:
         gr.Markdown(INTRO.format(max_steps=ex.LIMITS.max_steps, max_n=ex.LIMITS.max_n))
@@ -63,6 +66,10 @@ def build_app(registry: ex.RunRegistry) -> gr.Blocks:
                 _latent_tab(demo, registry)
             with gr.Tab("Segmentation (U-Net)", id="segmentation"):
                 _segmentation_tab(demo, registry)
+            with gr.Tab("Normalizing flow", id="nflow"):
+                _nflow_tab(demo, registry)
+            with gr.Tab("Langevin (EBM)", id="langevin"):
+                _langevin_tab(demo, registry)
         _toy_trainer(registry, [reverse_run, compare_run], path_menu)
     return demo
 
@@ -441,6 +448,141 @@ def _segmentation_tab(demo: gr.Blocks, registry: ex.RunRegistry) -> None:
         concurrency_id="cpu",
         concurrency_limit=1,
     )
+
+
+def _family_run(demo: gr.Blocks, registry: ex.RunRegistry, objective: str, status, prefix: str):
+    """The status line and run menu of a family's tab (the runs of ``objective`` given)."""
+    text = gr.Markdown(status(registry), elem_id=f"{prefix}-status")
+    demo.load(lambda: status(registry), None, text)
+    runs = registry.names(objective)
+    return gr.Dropdown(
+        runs,
+        value=runs[0] if runs else None,
+        label=f"{objective} run",
+        allow_custom_value=True,
+        elem_id=f"{prefix}-run",
+    )
+
+
+def _nflow_tab(demo: gr.Blocks, registry: ex.RunRegistry) -> None:
+    with gr.Row():
+        with gr.Column(scale=1):
+            run = _family_run(demo, registry, "nflow", fam.nflow_status, "nflow")
+            k = gr.Slider(
+                0, 8, value=1, step=1, label="couplings applied (k of L)", elem_id="nflow-k"
+            )
+            with gr.Row():
+                n = gr.Number(500, label=f"samples (1..{fam.MAX_CHAINS})", precision=0)
+                seed = gr.Number(0, label="seed (sample i: seed + i)", precision=0)
+            point = gr.Textbox(
+                "0.5, 0.25",
+                label="log p at the point x, y (or click the density)",
+                elem_id="nflow-point",
+            )
+            go = gr.Button("Show", variant="primary", elem_id="nflow-go")
+            message = gr.Markdown(elem_id="nflow-message")
+            summary = gr.Markdown(elem_id="nflow-summary")
+        with gr.Column(scale=2):
+            change = gr.Image(
+                label="the change of variables: x, after k couplings, z = f(x) (grid lines: "
+                "vertical cyan, horizontal green; data white)",
+                type="numpy",
+                elem_id="nflow-change",
+            )
+            density = gr.Image(
+                label="p(x) = N(f(x); 0, I) |det df/dx| with samples f^-1(z)",
+                type="numpy",
+                elem_id="nflow-density",
+                height=420,
+            )
+    where = gr.State(None)  # the density picture's heat map: (box in pixels, half side)
+
+    def show(name, k, n, seed, point):
+        try:
+            view = fam.flow_view(registry, name, k=k, point=point, n=n, seed=seed)
+        except Exception as e:
+            return gr.skip(), gr.skip(), gr.skip(), _message(e), gr.skip()
+        box = (view.density_box, view.planes[0].lim)
+        return view.change, view.density, box, "", view.summary
+
+    def relayer(name):
+        """The slider over the run's couplings, 0..L."""
+        if not name:
+            return gr.skip(), ""
+        try:
+            layers = len(fam.load_flow_2d(registry, name).couplings)
+        except Exception as e:
+            return gr.skip(), _message(e)
+        return gr.Slider(minimum=0, maximum=layers, step=1), ""
+
+    def click(where, evt: gr.SelectData):
+        if where is None or evt is None or evt.index is None:
+            return gr.skip()
+        found = fam.pixel_to_point(where[0], where[1], *evt.index[:2])
+        return gr.skip() if found is None else f"{found[0]:g}, {found[1]:g}"
+
+    inputs, outputs = [run, k, n, seed, point], [change, density, where, message, summary]
+    go.click(show, inputs, outputs, concurrency_id="cpu")
+    point.submit(show, inputs, outputs, concurrency_id="cpu")
+    k.release(show, inputs, outputs, concurrency_id="cpu", trigger_mode="always_last")
+    density.select(click, where, point).then(show, inputs, outputs, concurrency_id="cpu")
+    run.change(relayer, run, [k, message])
+    demo.load(relayer, run, [k, message])
+
+
+def _langevin_tab(demo: gr.Blocks, registry: ex.RunRegistry) -> None:
+    with gr.Row():
+        with gr.Column(scale=1):
+            run = _family_run(demo, registry, "ebm", fam.ebm_status, "ebm")
+            k = gr.Slider(
+                0,
+                fam.MAX_LANGEVIN_STEPS,
+                value=500,
+                step=1,
+                label="SGLD steps (energy) or noise levels done (score)",
+                elem_id="ebm-k",
+            )
+            with gr.Row():
+                n = gr.Number(500, label=f"chains (1..{fam.MAX_CHAINS})", precision=0)
+                seed = gr.Number(0, label="seed", precision=0, elem_id="ebm-seed")
+            go = gr.Button("Show", variant="primary", elem_id="ebm-go")
+            message = gr.Markdown(elem_id="ebm-message")
+            summary = gr.Markdown(elem_id="ebm-summary")
+        with gr.Column(scale=2):
+            with gr.Row():
+                chains = gr.Image(label="the chains, over the data", elem_id="ebm-chains")
+                animation = gr.Image(label="animation", type="filepath", elem_id="ebm-animation")
+            field = gr.Image(
+                label="what they follow: the energy (cd) or the score at the level shown (dsm)",
+                type="numpy",
+                elem_id="ebm-field",
+            )
+            strip = gr.Image(label="the chains from noise to the end", elem_id="ebm-strip")
+
+    def show(name, k, n, seed):
+        try:
+            view = fam.langevin_view(registry, name, k=k, n=n, seed=seed)
+            gif = ex.save_animation(view.frames)
+        except Exception as e:
+            return (*[gr.skip()] * 4, _message(e), "")
+        return view.chains_picture, view.field_picture, view.strip, str(gif), "", view.summary
+
+    def rerange(name):
+        """The slider over the run's SGLD steps (cd) or noise levels (dsm), at the run's own."""
+        if not name:
+            return gr.skip(), ""
+        try:
+            what, end, own = fam.langevin_range(registry, name)
+        except Exception as e:
+            return gr.skip(), _message(e)
+        return gr.Slider(minimum=0, maximum=end, step=1, value=own, label=what), ""
+
+    inputs = [run, k, n, seed]
+    outputs = [chains, field, strip, animation, message, summary]
+    go.click(show, inputs, outputs, concurrency_id="cpu", concurrency_limit=1)
+    k.release(show, inputs, outputs, concurrency_id="cpu", trigger_mode="always_last")
+    run.change(rerange, run, [k, message])
+    demo.load(rerange, run, [k, message])
 
 
 def _toy_trainer(registry: ex.RunRegistry, menus: list[gr.Dropdown], path_menu) -> None:
