@@ -142,13 +142,9 @@ def test_a_tiny_digits_run_learns(tmp_path, monkeypatch, capsys, preset, steps, 
     files = sample_nflow_run(run, 4, seed=2, out=tmp_path / "s")
     assert files["samples"].is_file() and files["samples_npz"].is_file()
     # and from the command line: `difusion sample` and `difusion eval` reach the same functions
-    from test_run_folders import assert_one_line, cli
+    from test_run_folders import assert_family_cli
 
-    code, text, _ = cli(monkeypatch, capsys, "sample", run, "--n", "4", "--out", tmp_path / "c")
-    assert code == 0 and (tmp_path / "c" / "samples.npz").is_file(), text
-    code, text, _ = cli(monkeypatch, capsys, "eval", run, "--n", "20")
-    assert code == 0 and "bits/dim" in text, text
-    assert_one_line(*cli(monkeypatch, capsys, "sample", run, "--steps", "3")[::2], "--steps")
+    assert_family_cli(monkeypatch, capsys, run, tmp_path / "c")
 
 
 def test_the_config_refuses_idf_on_points_and_old_runs_still_load(tmp_path):

@@ -377,3 +377,13 @@ def test_a_resume_logs_the_same_loss_averages_as_an_uninterrupted_run(tmp_path, 
 
     assert [s for s, _ in losses(tmp_path / "whole")] == [1, 4, 8, 12]
     assert losses(tmp_path / "cut") == losses(tmp_path / "whole")
+
+
+def assert_family_cli(monkeypatch, capsys, run, out):
+    """`difusion sample` and `difusion eval` of a one-pass family's run (nflow, hvae) reach its own
+    sampler and measures, and a diffusion-only flag is refused in one line."""
+    code, text, _ = cli(monkeypatch, capsys, "sample", run, "--n", "4", "--out", out)
+    assert code == 0 and (out / "samples.npz").is_file(), text
+    code, text, _ = cli(monkeypatch, capsys, "eval", run, "--n", "20")
+    assert code == 0 and "bits/dim" in text, text
+    assert_one_line(*cli(monkeypatch, capsys, "sample", run, "--steps", "3")[::2], "--steps")
